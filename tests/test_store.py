@@ -1,0 +1,248 @@
+"""The results store: keys, atomic writes, resume, concurrent writers, corrupt files."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import sarbench
+from sarbench.store import (
+    CorruptRecordWarning,
+    RecordError,
+    ResultRecord,
+    ResultStore,
+    code_version,
+    latest_per_seed,
+    make_key,
+    make_record,
+)
+
+
+@dataclass(frozen=True)
+class Cfg:
+    d: int = 64
+    heads: int = 2
+    dropout: float = 0.2
+    grid: tuple = (1, 2)
+
+
+def record(case="vanilla[synthetic-AR-ce]", seed=0, config=None, metrics=None, **kw) -> ResultRecord:
+    fields = dict(
+        case_id=case, table="vanilla", dataset="synthetic", model="bert4rec", attention="AR", loss="ce",
+        config=config if config is not None else Cfg(), fingerprint="0123456789abcdef", seed=seed,
+        scale="smoke", metrics=metrics if metrics is not None else {"R@10": 0.25, "N@10": 0.125},
+        code_version="0.1.0+gabc", host={"hostname": "test"},
+    )
+    fields.update(kw)
+    return ResultRecord(**fields)
+
+
+def visible_records(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
+
+
+# --- keys ------------------------------------------------------------------------------------
+def test_key_depends_on_identity_fields_only():
+    base = make_key("c", Cfg(), "fp", 0, "smoke", "v")
+    assert make_key("c", {"grid": [1, 2], "dropout": 0.2, "heads": 2, "d": 64}, "fp", 0, "smoke", "v") == base
+    changed = [
+        make_key("c2", Cfg(), "fp", 0, "smoke", "v"),
+        make_key("c", Cfg(d=32), "fp", 0, "smoke", "v"),
+        make_key("c", Cfg(), "fp2", 0, "smoke", "v"),
+        make_key("c", Cfg(), "fp", 1, "smoke", "v"),
+        make_key("c", Cfg(), "fp", 0, "paper", "v"),
+        make_key("c", Cfg(), "fp", 0, "smoke", "v-dirty"),
+    ]
+    assert base not in changed and len(set(changed)) == len(changed)
+    # Measurements and provenance are not part of the key.
+    assert record(metrics={"R@10": 0.9}, wall_time_s=5.0, device="cuda").key == record().key
+
+
+def test_record_validation_names_the_problem():
+    with pytest.raises(RecordError, match="attention"):
+        record(attention="causal")
+    with pytest.raises(RecordError, match="table"):
+        record(table="table9")
+    with pytest.raises(RecordError, match="differ in length"):
+        record(per_user={"users": [0, 1], "N@10": [0.5]})
+    with pytest.raises(RecordError, match="not a number"):
+        record(metrics={"N@10": "high"})
+
+
+# --- write / find / resume -------------------------------------------------------------------
+def test_write_then_find_roundtrip(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    rec = record(per_user={"users": np.arange(3), "N@10": np.array([0.0, 1.0, 0.5], dtype=np.float32)},
+                 metrics={"N@10": np.float64(0.5)}, seed=np.int64(3))
+    path = store.write(rec)
+    assert path.exists() and rec.key in path.name
+    found = store.find(rec.key)
+    assert found is not None
+    assert found.to_dict() == rec.to_dict()
+    assert found.per_user["N@10"] == [0.0, 1.0, 0.5] and found.seed == 3
+    assert json.loads(path.read_text())["config"] == {"d": 64, "heads": 2, "dropout": 0.2, "grid": [1, 2]}
+
+
+def test_resume_semantics(tmp_path):
+    store = ResultStore(tmp_path)
+    rec = record()
+    assert store.find(rec.key) is None  # nothing stored yet (folder may not even exist)
+    store.write(rec)
+    same = make_key(rec.case_id, Cfg(), rec.fingerprint, 0, "smoke", rec.code_version)
+    assert store.find(same).metrics == rec.metrics
+    changed = make_key(rec.case_id, Cfg(dropout=0.5), rec.fingerprint, 0, "smoke", rec.code_version)
+    assert store.find(changed) is None
+    # Rewriting the same case replaces the file instead of adding one.
+    store.write(record(metrics={"R@10": 0.5}))
+    assert len(store.records()) == 1 and store.find(rec.key).metrics == {"R@10": 0.5}
+
+
+def test_records_filters(tmp_path):
+    store = ResultStore(tmp_path)
+    store.write(record())
+    store.write(record(case="vanilla[synthetic-AE-ce]", attention="AE"))
+    store.write(record(case="hf[beauty-AR-ce]", table="hf", dataset="beauty", model="albert"))
+    assert len(store.records()) == 3
+    assert {r.attention for r in store.records(table="vanilla")} == {"AE", "AR"}
+    assert [r.model for r in store.records(dataset=("beauty", "yelp"))] == ["albert"]
+    assert store.records(table="hf")[0].variant == "albert"  # variant defaults to the model outside vanilla
+    with pytest.raises(ValueError, match="unknown field"):
+        store.records(colour="red")
+
+
+def test_make_record_fills_gpu_and_device(tmp_path):
+    rec = make_record(case_id="c", table="design", dataset="synthetic", model="modsar", attention="AE",
+                      loss="bce", config=Cfg(), fingerprint="f", seed=0, scale="smoke", metrics={}, device="cpu",
+                      variant="ssept")
+    assert rec.device == "cpu" and rec.gpu is None and rec.variant == "ssept"
+    assert rec.code_version.startswith(sarbench.__version__)
+    assert rec.host["python"]
+
+
+# --- atomicity -------------------------------------------------------------------------------
+def test_failed_write_leaves_nothing_visible(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path)
+
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        store.write(record())
+    assert list(tmp_path.iterdir()) == []  # neither the record nor its temporary file
+    assert store.records() == []
+
+
+def _killed_writer(folder: str, metrics: dict) -> None:
+    """Write a record but die (as with SIGKILL) after the data is on disk, before the rename."""
+    os.replace = lambda src, dst: os._exit(3)
+    ResultStore(folder).write(record(metrics=metrics))
+
+
+def _ctx():
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("needs the fork start method")
+    return multiprocessing.get_context("fork")
+
+
+def test_writer_killed_mid_write_leaves_no_partial_record(tmp_path):
+    store = ResultStore(tmp_path)
+    store.write(record(metrics={"R@10": 0.1}))  # an earlier complete version of the same case
+    proc = _ctx().Process(target=_killed_writer, args=(str(tmp_path), {"R@10": 0.9}))
+    proc.start()
+    proc.join(30)
+    assert proc.exitcode == 3
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert leftovers, "the killed writer should have left its temporary file behind"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a leftover temporary file must not even warn
+        records = store.records()
+    assert [r.metrics for r in records] == [{"R@10": 0.1}]
+    assert store.find(record().key).metrics == {"R@10": 0.1}
+
+
+def _writer(folder: str, worker: int, n: int) -> None:
+    store = ResultStore(folder)
+    for i in range(n):
+        store.write(record(case=f"vanilla[synthetic-AR-ce-{worker}-{i}]", metrics={"R@10": worker + i / 10}))
+        store.write(record(case="vanilla[shared]", metrics={"R@10": float(worker)}))
+
+
+def test_concurrent_writers(tmp_path):
+    ctx = _ctx()
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), w, 5)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        records = ResultStore(tmp_path).records()
+    assert len(records) == 4 * 5 + 1
+    assert len(visible_records(tmp_path)) == 21 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    shared = [r for r in records if r.case_id == "vanilla[shared]"]
+    assert len(shared) == 1 and shared[0].metrics["R@10"] in {0.0, 1.0, 2.0, 3.0}
+
+
+# --- corrupt files ---------------------------------------------------------------------------
+def test_corrupt_files_are_skipped_with_a_warning(tmp_path):
+    store = ResultStore(tmp_path)
+    good = record()
+    store.write(good)
+    full = store.path_for(record(seed=1)).name
+    text = record(seed=1).to_json()
+    (tmp_path / full).write_text(text[: len(text) // 2])  # truncated by a non-atomic tool
+    (tmp_path / "junk.s0.abc123.json").write_text("not json at all")
+    (tmp_path / "partial.s0.def456.json").write_text(json.dumps({"case_id": "x"}))
+    with pytest.warns(CorruptRecordWarning) as caught:
+        records = store.records()
+    assert [r.key for r in records] == [good.key]
+    messages = " ".join(str(w.message) for w in caught)
+    for name in (full, "junk.s0.abc123.json", "partial.s0.def456.json"):
+        assert name in messages
+    assert "lacks field" in messages  # the partial record says what is missing
+    with pytest.warns(CorruptRecordWarning, match="junk"):
+        assert store.find("abc123") is None
+
+
+def test_latest_per_seed_keeps_newest():
+    old = record(timestamp="2024-01-01T00:00:00+00:00", code_version="0.1.0+gold", metrics={"R@10": 0.1})
+    new = record(timestamp="2024-02-01T00:00:00+00:00", code_version="0.1.0+gnew", metrics={"R@10": 0.2})
+    other_seed = record(seed=1)
+    kept = latest_per_seed([new, old, other_seed])
+    assert sorted((r.seed, r.metrics["R@10"]) for r in kept) == [(0, 0.2), (1, 0.25)]
+
+
+# --- code version ----------------------------------------------------------------------------
+def test_code_version_outside_git(tmp_path):
+    (tmp_path / "__init__.py").write_text("")
+    assert code_version(str(tmp_path)) == sarbench.__version__
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_code_version_commit_and_dirty_mark(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "__init__.py").write_text("x = 1\n")
+    git("add", "__init__.py")
+    git("commit", "-q", "-m", "init")
+    clean = code_version(str(tmp_path))
+    assert clean.startswith(sarbench.__version__ + "+g") and not clean.endswith("-dirty")
+    (tmp_path / "__init__.py").write_text("x = 2\n")
+    code_version.cache_clear()
+    assert code_version(str(tmp_path)) == clean + "-dirty"
+    code_version.cache_clear()
+    assert sys.modules["sarbench"].__version__ in code_version()
