@@ -5,6 +5,20 @@ files for beauty, video and ml-1m equal Table 1 exactly). A local file whose fin
 "the paper's version": only then are results compared with the paper cell by cell. Sports and Yelp
 are available here only as the S3-Rec versions (iterated 5-core, different sizes), so their
 ``paper_fingerprint`` is None and every result on them is labelled as not comparable.
+
+``sha256`` is the checksum of the processed file named by ``filename`` (of its uncompressed content
+when gzipped). The ``url`` of each processed file is its raw GitHub address in the SASRec
+(kang205/SASRec ``data/``: Beauty.txt, Video.txt, ml-1m.txt) or S3-Rec (RUCAIBox/CIKM2020-S3Rec
+``data/``: Sports_and_Outdoors.txt, Yelp.txt) repository. When this was written, the stored copy of
+SASRec's Video.txt and a copy of S3-Rec's Yelp.txt had exactly the sizes and leading content of
+video.txt and yelp.s3rec.txt; ``fetch`` checks the sha256 of every download regardless.
+
+``raw`` names the original, unprocessed source of each dataset (MovieLens ``ml-1m.zip``, Amazon 2014
+ratings CSV, Yelp reviews JSON) for ``sarbench data fetch NAME --raw`` and for loading from a raw
+file with the paper's one-pass preprocessing. Raw files have no pinned checksum: they could not be
+verified when this registry was written, so a raw download is reported with its sha256 and marked
+unverified, and whether the result is the paper's version is decided by its fingerprint (for
+sports and yelp, where no fingerprint is known, by comparison with Table 1's counts).
 """
 
 from __future__ import annotations
@@ -28,6 +42,19 @@ class PaperStats:
 
 
 @dataclass(frozen=True)
+class RawSource:
+    """The original, unprocessed source of a dataset."""
+
+    filename: str  # the file a user drops into the data folder (or that `fetch --raw` writes)
+    format: str  # raw reader: see sarbench.data.raw.RAW_READERS
+    url: str | None  # direct download; None where the publisher requires a sign-up (Yelp)
+    homepage: str  # where a person finds it and its terms
+    item_order: str = "first_seen"  # see sarbench.data.preprocess
+    sha256: str | None = None  # pinned checksum; None = cannot be verified here
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     name: str
     title: str
@@ -40,6 +67,7 @@ class DatasetInfo:
     url: str  # where `sarbench data fetch` downloads the file
     source: str  # provenance, in words
     licence: str
+    raw: RawSource | None = None  # the unprocessed source, for `fetch --raw` and raw loading
 
     @property
     def is_paper_version(self) -> bool:
@@ -54,6 +82,23 @@ class DatasetInfo:
 
 _SASREC = "https://raw.githubusercontent.com/kang205/SASRec/master/data/"
 _S3REC = "https://raw.githubusercontent.com/RUCAIBox/CIKM2020-S3Rec/master/data/"
+_AMAZON_2014 = "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles/"
+_AMAZON_HOME = "https://cseweb.ucsd.edu/~jmcauley/datasets/amazon/links.html"
+_AMAZON_NOTE = (
+    "ratings-only CSV of the Amazon review data 2014; SASRec read the review file "
+    "(reviews_<Category>.json.gz, format 'amazon_json'), which carries the same (user, item, time) "
+    "tuples per the dataset page but possibly in another line order, which changes tie-breaks"
+)
+
+
+def _amazon_raw(category: str) -> RawSource:
+    return RawSource(
+        filename=f"ratings_{category}.csv",
+        format="amazon_csv",
+        url=_AMAZON_2014 + f"ratings_{category}.csv",
+        homepage=_AMAZON_HOME,
+        note=_AMAZON_NOTE,
+    )
 
 DATASETS: dict[str, DatasetInfo] = {
     d.name: d
@@ -71,6 +116,7 @@ DATASETS: dict[str, DatasetInfo] = {
             source="SASRec repository (kang205/SASRec) data/Beauty.txt: Amazon review data 2014 (J. McAuley, "
             "UCSD), users/items with < 5 interactions dropped in one pass, sorted by time",
             licence="Amazon review data: research use (McAuley et al.)",
+            raw=_amazon_raw("Beauty"),
         ),
         DatasetInfo(
             name="sports",
@@ -85,6 +131,7 @@ DATASETS: dict[str, DatasetInfo] = {
             source="S3-Rec repository (RUCAIBox/CIKM2020-S3Rec) data/Sports_and_Outdoors.txt: Amazon review "
             "data 2014, iterated 5-core; NOT the paper's version (paper: 83,970 users / 83,728 items)",
             licence="Amazon review data: research use (McAuley et al.)",
+            raw=_amazon_raw("Sports_and_Outdoors"),
         ),
         DatasetInfo(
             name="video",
@@ -99,6 +146,7 @@ DATASETS: dict[str, DatasetInfo] = {
             source="SASRec repository (kang205/SASRec) data/Video.txt: Amazon review data 2014, one-pass "
             "5-filter, sorted by time",
             licence="Amazon review data: research use (McAuley et al.)",
+            raw=_amazon_raw("Video_Games"),
         ),
         DatasetInfo(
             name="yelp",
@@ -113,6 +161,15 @@ DATASETS: dict[str, DatasetInfo] = {
             source="S3-Rec repository (RUCAIBox/CIKM2020-S3Rec) data/Yelp.txt: Yelp Open Dataset, iterated "
             "5-core, contains repeated user-item pairs; NOT the paper's version (paper: 31,371 / 36,616)",
             licence="Yelp Open Dataset terms of use (academic, non-commercial)",
+            raw=RawSource(
+                filename="yelp_academic_dataset_review.json",
+                format="yelp_json",
+                url=None,
+                homepage="https://www.yelp.com/dataset",
+                note="download needs accepting Yelp's terms on its site; the paper does not say which "
+                "release or date window it used, so a one-pass filter of a release is not known to give "
+                "the paper's 31,371 users / 36,616 items",
+            ),
         ),
         DatasetInfo(
             name="ml-1m",
@@ -126,6 +183,16 @@ DATASETS: dict[str, DatasetInfo] = {
             url=_SASREC + "ml-1m.txt",
             source="SASRec repository (kang205/SASRec) data/ml-1m.txt: MovieLens-1M (GroupLens), sorted by time",
             licence="GroupLens MovieLens licence: no redistribution without permission (so not shipped here)",
+            raw=RawSource(
+                filename="ml-1m.zip",
+                format="movielens",
+                url="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+                homepage="https://grouplens.org/datasets/movielens/1m/",
+                item_order="sequence",
+                note="ml-1m.txt numbers items in order of first appearance reading it top down, hence "
+                "item_order='sequence'; whether preprocessing ratings.dat reproduces it exactly (tie-breaks "
+                "among equal timestamps) was not verified here",
+            ),
         ),
     ]
 }
@@ -143,3 +210,34 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
     """The configured real-data folder: ``explicit``, else ``$SARBENCH_DATA``, else None."""
     value = explicit if explicit is not None else os.environ.get(DATA_ENV) or None
     return Path(value) if value else None
+
+
+def matches_table1(stats, paper: PaperStats) -> bool:
+    """True when ``stats`` (a DatasetStats) equals Table 1 as printed.
+
+    Users and items must be equal; interactions must round to the printed value (thousands, or
+    millions for ML-1M's "1M"), and the average length to the printed one decimal.
+    """
+    unit = 1_000_000 if paper.interactions % 1_000_000 == 0 else 1_000
+    return (
+        stats.users == paper.users
+        and stats.items == paper.items
+        and round(stats.interactions / unit) * unit == paper.interactions
+        and round(stats.avg_length, 1) == round(paper.avg_length, 1)
+    )
+
+
+def paper_version(info: DatasetInfo, fingerprint: str, stats=None) -> tuple[bool | None, str]:
+    """Whether a loaded dataset is the paper's version: (True/False/None for unknown, explanation).
+
+    Decided by the fingerprint where the paper's is known. Otherwise (sports, yelp) a dataset whose
+    statistics do not match Table 1 is not the paper's version, and one that matches is "unknown"
+    (same sizes, but its exact sequences cannot be checked).
+    """
+    if info.paper_fingerprint is not None:
+        if fingerprint == info.paper_fingerprint:
+            return True, "yes: fingerprint equals the paper's data"
+        return False, f"no: fingerprint {fingerprint} differs from the paper's {info.paper_fingerprint}"
+    if stats is not None and matches_table1(stats, info.paper):
+        return None, "unknown: sizes match Table 1, exact sequences not checkable"
+    return False, "no: sizes differ from Table 1 (not the paper's version; not comparable cell by cell)"
