@@ -1,0 +1,251 @@
+"""Full-ranking evaluation of a scorer on a leave-one-out split.
+
+A *scorer* is any object with a method
+
+    score(histories: LongTensor (B, L), lengths: LongTensor (B,)) -> FloatTensor (B, >= num_items + 1)
+
+``histories`` holds each user's last ``min(len, max_len)`` history items, left-aligned (positions
+``0..len-1``, zeros after: tail padding, as in the authors' code), with ``L = max_len`` columns always;
+``lengths`` holds the number of real items per row. Score column ``i`` is the score of item id ``i``;
+column 0 (padding) is never ranked and any column past ``num_items`` (a MASK token, unused ids) is
+cut off before ranking. Putting the model in eval mode is the scorer's business; :func:`evaluate`
+only guarantees ``torch.no_grad()``.
+
+Every item of the user's *full* history (not just the ``max_len`` window) is excluded from the
+candidates when ``exclude_history`` is true, except the target itself, which is always ranked (a
+repeated item). Ties count against the target (see :mod:`sarbench.metrics`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .data.sequences import Split
+from .metrics import TIE_RULE, _check_ks, metric_table_per_user, ranks_from_scores
+
+__all__ = ["EvalResult", "evaluate", "history_matrix"]
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("valid", "test")
+
+
+@dataclass(frozen=True, eq=False)
+class EvalResult:
+    """Metrics of one evaluation run.
+
+    ``per_user[name][j]`` belongs to dataset user ``users[j]``; ``metrics[name]`` is its mean.
+    """
+
+    metrics: dict[str, float]
+    per_user: dict[str, np.ndarray]
+    users: np.ndarray  # dataset user indices, aligned with per_user and ranks
+    stage: str
+    exclude_history: bool
+    num_users: int
+    ranks: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # 0-based, per user
+    ks: tuple[int, ...] = (5, 10, 20)
+    max_len: int = 50
+    tie_rule: str = TIE_RULE
+
+    def summary(self) -> dict:
+        """The JSON-ready part of the result: metrics and settings, no per-user arrays."""
+        return {
+            "metrics": dict(self.metrics),
+            "stage": self.stage,
+            "exclude_history": self.exclude_history,
+            "tie_rule": self.tie_rule,
+            "num_users": self.num_users,
+            "ks": list(self.ks),
+            "max_len": self.max_len,
+        }
+
+
+def _stage_arrays(split: Split, stage: str, idx: np.ndarray):
+    """CSR pieces of the stage's histories for eval-user indices ``idx``.
+
+    Returns (starts into split.train.items, train lengths, extra last item or None, targets).
+    The validation history is the train sequence; the test history appends the validation item.
+    """
+    users = split.eval_users[idx]
+    starts = split.train.offsets[users]
+    lengths = split.train.offsets[users + 1] - starts
+    if stage == "valid":
+        return starts, lengths, None, split.valid_target[idx]
+    return starts, lengths, split.valid_target[idx], split.test_target[idx]
+
+
+def history_matrix(split: Split, stage: str, max_len: int, idx: np.ndarray | None = None):
+    """Padded history matrix for a stage, built from the CSR arrays without a per-user loop.
+
+    Args:
+        split: the leave-one-out split.
+        stage: ``"valid"`` or ``"test"``.
+        max_len: number of columns; each row holds the user's last ``min(len, max_len)`` items.
+        idx: indices into ``split.eval_users`` (default: all).
+
+    Returns:
+        (histories int64 (B, max_len) left-aligned with zero tail padding, lengths int64 (B,),
+        targets int64 (B,)), as numpy arrays. Row ``j`` equals the last ``max_len`` items of
+        ``split.histories(stage)[0][idx[j]]``.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
+    if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
+        raise ValueError(f"max_len must be a positive integer, got {max_len!r}")
+    if idx is None:
+        idx = np.arange(len(split.eval_users))
+    starts, train_len, extra, targets = _stage_arrays(split, stage, idx)
+    full_len = train_len + (0 if extra is None else 1)
+    win = np.minimum(full_len, max_len)
+    pos = np.arange(max_len)[None, :]  # (1, L)
+    j = (full_len - win)[:, None] + pos  # (B, L): index into the user's full history
+    valid = pos < win[:, None]
+    from_train = valid & (j < train_len[:, None])
+    flat = np.where(from_train, starts[:, None] + j, 0)
+    hist = np.where(from_train, split.train.items[flat], 0)
+    if extra is not None:
+        hist = np.where(valid & ~from_train, extra[:, None], hist)
+    return hist.astype(np.int64), win.astype(np.int64), np.asarray(targets, dtype=np.int64)
+
+
+def _exclusion_mask(split: Split, stage: str, idx: np.ndarray, num_cols: int, device) -> torch.Tensor:
+    """Bool (B, num_cols) marking every item of each user's full stage history."""
+    starts, lengths, extra, _ = _stage_arrays(split, stage, idx)
+    total = int(lengths.sum())
+    rows = np.repeat(np.arange(len(idx)), lengths)
+    # positions of the concatenated CSR segments: start of own segment + offset within it
+    seg_begin = np.cumsum(lengths) - lengths
+    flat = np.repeat(starts - seg_begin, lengths) + np.arange(total)
+    cols = split.train.items[flat]
+    if extra is not None:
+        rows = np.concatenate([rows, np.arange(len(idx))])
+        cols = np.concatenate([cols, extra])
+    mask = torch.zeros(len(idx), num_cols, dtype=torch.bool, device=device)
+    mask[torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)] = True
+    return mask
+
+
+def _select_users(split: Split, users) -> np.ndarray:
+    n = len(split.eval_users)
+    if users is None:
+        return np.arange(n)
+    if isinstance(users, (int, np.integer)) and not isinstance(users, bool):
+        if users < 1:
+            raise ValueError(f"users as a count must be positive, got {users}")
+        return np.arange(min(int(users), n))
+    idx = np.asarray(users)
+    if idx.ndim != 1 or idx.dtype.kind not in "iu":
+        raise ValueError(
+            "users must be None, a positive count, or a 1-D integer array of indices into split.eval_users; "
+            f"got {type(users).__name__} with dtype {idx.dtype} and shape {idx.shape}"
+        )
+    if len(idx) == 0:
+        raise ValueError("users selects no user")
+    if idx.min() < 0 or idx.max() >= n:
+        bad = idx[(idx < 0) | (idx >= n)][0]
+        raise ValueError(f"users holds index {int(bad)}, outside 0..{n - 1} (indices into split.eval_users)")
+    return idx.astype(np.int64)
+
+
+def evaluate(
+    scorer,
+    split: Split,
+    stage: str = "test",
+    ks: Sequence[int] = (5, 10, 20),
+    exclude_history: bool = True,
+    max_len: int = 50,
+    batch_size: int = 512,
+    device: str | torch.device = "cpu",
+    users=None,
+) -> EvalResult:
+    """Rank every item for each evaluated user and report Recall@k / NDCG@k.
+
+    Args:
+        scorer: object with ``score(histories, lengths) -> scores`` (see the module docstring).
+        split: a leave-one-out :class:`~sarbench.data.Split`.
+        stage: ``"valid"`` (history = train sequence, target = validation item) or ``"test"``
+            (history = train sequence + validation item, target = test item).
+        ks: cut-offs; the result holds ``"R@k"`` and ``"N@k"`` for each.
+        exclude_history: drop every item of the user's full history from the candidates (the
+            target stays a candidate).
+        max_len: width of the history matrix handed to the scorer; each user's last
+            ``min(len, max_len)`` items.
+        batch_size: users per scorer call.
+        device: where the histories, lengths and exclusion masks are placed.
+        users: ``None`` for all evaluated users, an int ``n`` for the first ``n`` of them (smoke
+            runs), or an integer array of indices into ``split.eval_users``.
+
+    Returns:
+        :class:`EvalResult` with mean metrics, per-user metrics and ranks aligned with ``users``
+        (dataset user indices).
+
+    Raises:
+        ValueError: on a bad argument, or a scorer output of the wrong shape.
+    """
+    if not isinstance(split, Split):
+        raise ValueError(f"split must be a sarbench.data.Split, got {type(split).__name__}")
+    if not callable(getattr(scorer, "score", None)):
+        raise ValueError(f"scorer must have a score(histories, lengths) method; {type(scorer).__name__} has none")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if stage not in STAGES:
+        raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
+    ks = _check_ks(ks)
+    idx = _select_users(split, users)
+    if len(idx) == 0:
+        raise ValueError(f"split of {split.dataset.name!r} has no evaluable user (all sequences shorter than 3)")
+    device = torch.device(device)
+    num_cols = split.dataset.num_items + 1
+    hist_all, len_all, tgt_all = history_matrix(split, stage, max_len, idx)
+    hist_all, len_all, tgt_all = (torch.from_numpy(a) for a in (hist_all, len_all, tgt_all))
+
+    ranks = []
+    with torch.no_grad():
+        for lo in range(0, len(idx), batch_size):
+            hi = min(lo + batch_size, len(idx))
+            hist = hist_all[lo:hi].to(device)
+            lengths = len_all[lo:hi].to(device)
+            scores = scorer.score(hist, lengths)
+            if not isinstance(scores, torch.Tensor) or scores.ndim != 2:
+                raise ValueError(
+                    f"{type(scorer).__name__}.score must return a (B, num_items + 1) tensor, got "
+                    f"{type(scores).__name__} of shape {tuple(getattr(scores, 'shape', ()))}"
+                )
+            if scores.shape[0] != hi - lo or scores.shape[1] < num_cols:
+                raise ValueError(
+                    f"{type(scorer).__name__}.score returned shape {tuple(scores.shape)} for {hi - lo} users; "
+                    f"expected ({hi - lo}, >= {num_cols}) (ids 0..{num_cols - 1})"
+                )
+            scores = scores[:, :num_cols]  # extra tokens (MASK, unused ids) are never ranked
+            exclude = _exclusion_mask(split, stage, idx[lo:hi], num_cols, scores.device) if exclude_history else None
+            ranks.append(ranks_from_scores(scores, tgt_all[lo:hi].to(scores.device), exclude).cpu())
+            logger.debug("evaluated users %d..%d of %d", lo, hi, len(idx))
+
+    ranks_np = torch.cat(ranks).numpy()
+    per_user = metric_table_per_user(ranks_np, ks)
+    metrics = {name: float(v.mean()) for name, v in per_user.items()}
+    logger.info(
+        "%s %s on %d users (exclude_history=%s): %s",
+        split.dataset.name,
+        stage,
+        len(idx),
+        exclude_history,
+        ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
+    )
+    return EvalResult(
+        metrics=metrics,
+        per_user=per_user,
+        users=split.eval_users[idx].copy(),
+        stage=stage,
+        exclude_history=bool(exclude_history),
+        num_users=len(idx),
+        ranks=ranks_np,
+        ks=ks,
+        max_len=int(max_len),
+    )
