@@ -1,9 +1,14 @@
 """The embedded default dataset: seeded synthetic sequences with planted sequential structure.
 
-Each user's next item depends mostly on the last item (a sparse first-order transition table with a
-few successors per item), sometimes on the item before it (a second table), and otherwise follows a
-Zipf popularity law. A most-popular baseline only sees the popularity part; a sequential model can
-learn the transitions, so on this data a trained AE or AR model clearly beats most-popular. The
+Two planted signals, as in real interaction logs:
+  * short-term: the next item often depends on the last item (a sparse first-order transition table
+    with a few successors per item), sometimes on the item before it (a second table);
+  * long-term: otherwise the item comes from the user's taste, one of ``clusters`` groups of items,
+    with Zipf popularity inside the group (and, rarely, from the whole catalogue).
+A most-popular baseline sees only popularity. AR models pick up the transitions almost at once (the
+last item sits in the residual stream of the predicting position); AE models predict a [MASK]ed slot
+and must learn to attend to its neighbours, which takes longer, but the user's taste is visible to
+any attention pattern. On this data both clearly beat most-popular after a short CPU training; the
 default size trains in about a minute on a laptop CPU.
 """
 
@@ -23,9 +28,11 @@ class SyntheticConfig:
     min_length: int = 8
     max_length: int = 60
     successors: int = 4  # successors per item in each transition table
-    p_first_order: float = 0.6  # next item from the last item's successors
-    p_second_order: float = 0.2  # next item from the second-to-last item's successors
+    p_first_order: float = 0.4  # next item from the last item's successors
+    p_second_order: float = 0.1  # next item from the second-to-last item's successors
     zipf_exponent: float = 1.0  # popularity skew of the fallback and of the start items
+    clusters: int = 20  # taste groups of items; each user has one
+    p_taste: float = 0.9  # share of non-transition items drawn from the user's group (else catalogue)
     seed: int = 0
 
 
@@ -48,15 +55,25 @@ def make_synthetic(config: SyntheticConfig = SyntheticConfig(), name: str = "syn
 
     succ1, cum1 = transition_table()
     succ2, cum2 = transition_table()
+    group_of = rng.integers(0, cfg.clusters, size=n)
+    groups = [np.nonzero(group_of == g)[0] for g in range(cfg.clusters)]
+    group_p = [popularity[m] / popularity[m].sum() if len(m) else None for m in groups]
 
     lengths = rng.integers(cfg.min_length, cfg.max_length + 1, size=cfg.num_users)
     sequences = []
     for length in lengths:
+        taste = rng.integers(0, cfg.clusters)
+        while not len(groups[taste]):
+            taste = rng.integers(0, cfg.clusters)
         seq = np.empty(length, dtype=np.int64)
-        seq[0] = rng.choice(n, p=popularity)
         mode = rng.random(length)
         pick = rng.random(length)
-        fallback = rng.choice(n, size=length, p=popularity)
+        fallback = np.where(
+            rng.random(length) < cfg.p_taste,
+            rng.choice(groups[taste], size=length, p=group_p[taste]),
+            rng.choice(n, size=length, p=popularity),
+        )
+        seq[0] = fallback[0]
         for t in range(1, length):
             if mode[t] < cfg.p_first_order:
                 last = seq[t - 1]

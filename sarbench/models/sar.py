@@ -82,6 +82,49 @@ def attention_mask(real: torch.Tensor, attention: str, heads: int = 1, window: i
     return allowed.expand(-1, -1, L, -1) if allowed.shape[2] == 1 else allowed
 
 
+class _ByteDropout(torch.autograd.Function):
+    """Dropout whose mask comes from random bytes: ~3x cheaper than torch's Bernoulli draw on CPU.
+
+    Each int64 from the generator gives eight 7-bit uniform numbers, so the drop probability is
+    rounded to a multiple of 1/128 (0.2 -> 26/128 = 0.203; 0.5 exact). The kept values are scaled
+    by 1 / (1 - p_effective), so the expectation is unchanged.
+    """
+
+    @staticmethod
+    def forward(ctx, x, threshold: int):
+        n = x.numel()
+        bytes_ = torch.empty((n + 7) // 8, dtype=torch.int64, device=x.device).random_()
+        drop = bytes_.view(torch.uint8)[:n].view(x.shape).bitwise_and_(127) < threshold
+        scale = 128.0 / (128 - threshold)
+        ctx.save_for_backward(drop)
+        ctx.scale = scale
+        return (x * scale).masked_fill_(drop, 0.0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (drop,) = ctx.saved_tensors
+        return (grad * ctx.scale).masked_fill_(drop, 0.0), None
+
+
+def dropout(x, p: float, training: bool):
+    """F.dropout, with the cheaper byte-mask variant on CPU (see _ByteDropout)."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or not x.requires_grad:
+        return F.dropout(x, p, training=True)
+    threshold = min(127, max(1, round(p * 128)))
+    return _ByteDropout.apply(x, threshold)
+
+
+class Dropout(nn.Module):
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        return dropout(x, self.p, self.training)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: SARConfig):
         super().__init__()
@@ -106,8 +149,7 @@ class SelfAttention(nn.Module):
             att = att.masked_fill(~allowed, torch.finfo(att.dtype).min).softmax(dim=-1)
             if capture is not None:
                 capture.append(att.detach())
-            if p > 0:
-                att = F.dropout(att, p, training=True)
+            att = dropout(att, p, training=True)
             y = att @ v  # (B, H, L, hs)
         return self.out(y.transpose(1, 2).reshape(B, L, D))
 
@@ -117,7 +159,8 @@ class FeedForward(nn.Module):
         super().__init__()
         self.fc = nn.Linear(cfg.hidden, 4 * cfg.hidden)
         self.proj = nn.Linear(4 * cfg.hidden, cfg.hidden)
-        self.act = nn.GELU(approximate="tanh") if cfg.activation == "gelu" else nn.ReLU()
+        # Exact (erf) GELU: the tanh approximation of BERT4Rec's code is 2x slower on CPU.
+        self.act = nn.GELU() if cfg.activation == "gelu" else nn.ReLU()
 
     def forward(self, x):
         return self.proj(self.act(self.fc(x)))
@@ -131,7 +174,7 @@ class Block(nn.Module):
         self.ffn = FeedForward(cfg)
         self.norm1 = nn.LayerNorm(cfg.hidden)
         self.norm2 = nn.LayerNorm(cfg.hidden)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, x, allowed, causal_only, capture=None):
         if self.norm_first:  # SASRec: x + f(LN(x))
@@ -151,12 +194,12 @@ class SelfAttentiveRecommender(nn.Module):
         self.user_emb = nn.Embedding(cfg.num_users, cfg.hidden - d_item) if cfg.num_users else None
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.emb_norm = nn.LayerNorm(cfg.hidden) if cfg.embedding_norm else nn.Identity()
-        self.emb_drop = nn.Dropout(cfg.dropout)
+        self.emb_drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.final_norm = nn.LayerNorm(cfg.hidden) if cfg.norm_first else nn.Identity()
         if cfg.output_transform:
             self.transform = nn.Sequential(
-                nn.Linear(cfg.hidden, d_item), nn.GELU(approximate="tanh"), nn.LayerNorm(d_item)
+                nn.Linear(cfg.hidden, d_item), nn.GELU(), nn.LayerNorm(d_item)
             )
         else:
             self.transform = None

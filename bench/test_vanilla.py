@@ -1,0 +1,79 @@
+"""Table 4: vanilla AE (BERT4Rec-like) vs AR (SASRec-like) on every dataset.
+
+Each ``vanilla[<dataset>-<AE|AR>-ce]`` case trains (or reuses) one model per seed and asserts:
+    * finite metrics, clearly better than most-popular on the same split (paired test per user);
+    * at --scale paper on the paper's version of the data: every metric within PAPER_BAND of the
+      paper's cell.
+Each ``direction[<dataset>-vanilla]`` case tests the paper's AR-vs-AE claim on that dataset with a
+paired per-user test over all seeds (at --scale paper; at smoke scale it only reports).
+"""
+
+import math
+
+import pytest
+
+from sarbench.cases import PAPER_BAND, PAPER_DIRECTION
+from sarbench.data import DATASETS
+from sarbench.paper import paper_cells
+from sarbench.significance import AE_BETTER, AR_BETTER, compare_paired, compare_records, per_user_values
+
+DATASETS_ALL = ["synthetic", *DATASETS]  # synthetic needs no download; the paper's five need --data-dir
+
+pytestmark = pytest.mark.vanilla
+
+
+def _paper_values(dataset, attention):
+    cells = paper_cells("vanilla")
+    cells = cells[(cells.dataset == dataset) & (cells.attention == attention)]
+    return dict(zip(cells.metric, cells.value))
+
+
+def check_case(record, bench):
+    assert all(math.isfinite(v) for v in record.metrics.values()), f"non-finite metrics {record.metrics}"
+    # Clearly better than most-popular: paired per-user test on NDCG@10 (Wilcoxon + bootstrap CI).
+    pop = record.extra["most_popular_per_user"]
+    users, model_ndcg = per_user_values(record, "N@10")
+    pop_users, pop_ndcg = per_user_values(type("R", (), {"per_user": pop, "case_id": "most-popular"}), "N@10")
+    assert list(users) == list(pop_users)
+    cmp = compare_paired(model_ndcg, pop_ndcg, metric="N@10")
+    assert cmp.verdict == AR_BETTER, (  # "AR" is the first argument here: the model
+        f"{record.case_id}: not clearly better than most-popular: NDCG@10 {cmp.mean_ar:.4f} vs "
+        f"{cmp.mean_ae:.4f} (p={cmp.p_value:.3g}, 95% CI of the difference [{cmp.ci_low:.4f}, {cmp.ci_high:.4f}])"
+    )
+    if bench.scale.name != "paper":
+        return
+    if not record.extra.get("paper_version"):
+        pytest.skip(f"{record.case_id}: data is not the paper's version; paper band not asserted "
+                    f"(NDCG@10 {record.metrics['N@10']:.4f})")
+    paper = _paper_values(record.dataset, record.attention)
+    outside = [
+        f"{m}: ours {record.metrics[m]:.4f} vs paper {p:.4f} ({(record.metrics[m] - p) / p:+.1%})"
+        for m, p in paper.items() if abs(record.metrics[m] - p) > PAPER_BAND * p
+    ]
+    assert not outside, f"{record.case_id}: outside the ±{PAPER_BAND:.0%} band: " + "; ".join(outside)
+
+
+@pytest.mark.parametrize("loss", ["ce"])
+@pytest.mark.parametrize("attention", ["AE", "AR"])
+@pytest.mark.parametrize("dataset", DATASETS_ALL)
+def vanilla(dataset, attention, loss, bench, run):
+    for seed in range(bench.seeds):
+        check_case(run(table="vanilla", dataset=dataset, design="vanilla", attention=attention, seed=seed), bench)
+
+
+@pytest.mark.parametrize("dataset", DATASETS_ALL, ids=lambda d: f"{d}-vanilla")
+def direction(dataset, bench, run):
+    runs = {a: [run(table="vanilla", dataset=dataset, design="vanilla", attention=a, seed=s)
+                for s in range(bench.seeds)] for a in ("AE", "AR")}
+    cmp = compare_records(runs["AR"], runs["AE"], metric="N@10")
+    found = (f"{dataset}: AR NDCG@10 {cmp.mean_ar:.4f} vs AE {cmp.mean_ae:.4f} ({cmp.rel_gain_pct:+.1f}%), "
+             f"p={cmp.p_value:.3g}, 95% CI of AR-AE [{cmp.ci_low:.4f}, {cmp.ci_high:.4f}], "
+             f"{cmp.n} users x {bench.seeds} seed(s): {cmp.verdict}")
+    if bench.scale.name != "paper":
+        pytest.skip(f"smoke scale cannot judge the paper's direction claim; found {found}")
+    claim = PAPER_DIRECTION.get(dataset)
+    if claim is None:
+        pytest.skip(f"the paper makes no claim on {dataset}; found {found}")
+    expected = AR_BETTER if claim == "AR" else AE_BETTER
+    note = "" if DATASETS[dataset].is_paper_version else " (note: not the paper's version of the data)"
+    assert cmp.verdict == expected, f"paper: {claim} better on {dataset}; we found {found}{note}"
