@@ -12,6 +12,7 @@ import math
 
 import pytest
 
+from sarbench.baseline import SMOKE_TOLERANCE, smoke_differences
 from sarbench.cases import PAPER_BAND, PAPER_DIRECTION
 from sarbench.data import DATASETS
 from sarbench.paper import paper_cells
@@ -41,6 +42,12 @@ def check_case(record, bench):
         f"{cmp.mean_ae:.4f} (p={cmp.p_value:.3g}, 95% CI of the difference [{cmp.ci_low:.4f}, {cmp.ci_high:.4f}])"
     )
     if bench.scale.name != "paper":
+        moved = [] if bench.update_baseline else smoke_differences(bench.baseline, record)
+        assert not moved, (
+            f"{record.case_id} seed {record.seed} moved from the committed smoke baseline "
+            f"(tolerance {SMOKE_TOLERANCE}): " + "; ".join(moved)
+            + ". If the change is intended, rerun with --update-baseline and commit reports/baseline/smoke.json."
+        )
         return
     if not record.extra.get("paper_version"):
         pytest.skip(f"{record.case_id}: data is not the paper's version; paper band not asserted "

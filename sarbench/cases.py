@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .baselines import MostPopular
 from .data import DATASETS, SYNTHETIC, SequenceDataset, load_dataset
@@ -101,9 +102,11 @@ def case_id(table: str, dataset: str, attention: str, loss: str, variant: str = 
 
 
 def configure(dataset: str, design: str, attention: str, ds: SequenceDataset, scale: Scale, seed: int,
-              device: str):
+              device: str, model_overrides: dict | None = None):
     """Model and train configs of a case: the preset, then the scale's and the run's overrides."""
     model_cfg, train_cfg = preset(f"{design}-{attention}", dataset, ds.num_items, ds.num_users)
+    if model_overrides:
+        model_cfg = replace(model_cfg, **model_overrides)
     over = {"seed": seed, "device": device, "progress": False}
     if scale.max_epochs:
         over["max_epochs"] = scale.synthetic_epochs if dataset == SYNTHETIC and scale.synthetic_epochs else scale.max_epochs
@@ -114,12 +117,19 @@ def configure(dataset: str, design: str, attention: str, ds: SequenceDataset, sc
     return model_cfg, replace(train_cfg, **over)
 
 
+def model_path(store: ResultStore, key: str) -> Path:
+    """Where run_case keeps the trained (best-validation) weights of a case, for the analysis."""
+    return store.folder / "models" / f"{key}.pt"
+
+
 def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int, scale: Scale,
              device: str, data: DataCache, store: ResultStore, rerun: bool = False,
-             checkpoints: Path | None = None) -> ResultRecord:
+             checkpoints: Path | None = None, model_overrides: dict | None = None,
+             variant: str | None = None) -> ResultRecord:
+    """Train (or reuse) one case and store its record; the trained weights go to model_path()."""
     ds = data.get(dataset, scale)
-    model_cfg, train_cfg = configure(dataset, design, attention, ds, scale, seed, device)
-    variant = DESIGN_VARIANT[design]
+    model_cfg, train_cfg = configure(dataset, design, attention, ds, scale, seed, device, model_overrides)
+    variant = variant or DESIGN_VARIANT[design]
     cid = case_id(table, dataset, attention, train_cfg.loss, "" if table == "vanilla" else variant)
     config = {"model": asdict(model_cfg), "train": asdict(train_cfg)}
     key = make_key(cid, config, ds.fingerprint(), seed, scale.name, code_version())
@@ -157,7 +167,23 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
             "exclude_history": test.exclude_history,
         },
     )
+    weights = model_path(store, record.key)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model_config": asdict(model_cfg), "state_dict": trainer.model.state_dict()}, weights)
     store.write(record)
     if ckpt is not None and ckpt.exists():
         ckpt.unlink()
     return record
+
+
+def load_model(store: ResultStore, record: ResultRecord, device: str = "cpu"):
+    """The trained model of a stored case (None when its weights were not kept)."""
+    from .models.sar import SARConfig, SelfAttentiveRecommender
+
+    path = model_path(store, record.key)
+    if not path.exists():
+        return None
+    saved = torch.load(path, map_location=device, weights_only=False)
+    model = SelfAttentiveRecommender(SARConfig(**saved["model_config"])).to(device)
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()

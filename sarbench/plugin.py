@@ -36,6 +36,9 @@ class BenchState:
     seeds: int
     checkpoints: Path
     report_dir: Path
+    update_baseline: bool = False
+    baseline: dict = field(default_factory=dict)
+    baseline_dir: Path = Path("reports/baseline")
     ran_cases: list = field(default_factory=list)
 
 
@@ -77,6 +80,9 @@ def pytest_addoption(parser):
                     help="retrain cases even when a matching stored result exists (default: reuse)")
     group.addoption("--report-dir", default="reports",
                     help="where the end-of-run report is written (default: reports)")
+    group.addoption("--update-baseline", action="store_true", default=False,
+                    help="write this run's smoke results into the committed smoke baseline instead of "
+                         "failing on moved numbers (default: compare)")
 
 
 def _worker_device(config) -> str:
@@ -97,6 +103,7 @@ def pytest_configure(config):
 
         if not torch.cuda.is_available():
             raise pytest.UsageError("--gpu was given but no CUDA device is available; refusing to train on CPU")
+    from .baseline import BASELINE_DIR, load_smoke
     from .cases import SCALES, DataCache
     from .store import ResultStore
 
@@ -111,6 +118,9 @@ def pytest_configure(config):
         seeds=config.getoption("--seeds"),
         checkpoints=results / "checkpoints",
         report_dir=Path(config.getoption("--report-dir")),
+        update_baseline=config.getoption("--update-baseline"),
+        baseline=load_smoke(config.rootpath / BASELINE_DIR),
+        baseline_dir=config.rootpath / BASELINE_DIR,
     )
 
 
@@ -161,7 +171,7 @@ def run(bench):
                               rerun=bench.rerun, checkpoints=bench.checkpoints, **case)
         except DatasetMissing as exc:
             pytest.skip(str(exc))
-        bench.ran_cases.append(record.case_id)
+        bench.ran_cases.append(record)
         return record
 
     return _run
@@ -176,6 +186,11 @@ def pytest_sessionfinish(session, exitstatus):
     from .report import build_report, build_tables, summary_text
     from .store import ResultStore
 
+    if st.update_baseline:
+        from .baseline import update_smoke
+
+        path = update_smoke(st.ran_cases, st.baseline_dir)
+        log.warning("smoke baseline updated from %d case(s): %s", len(st.ran_cases), path)
     records = ResultStore(st.store.folder).records()
     if not records:
         return
