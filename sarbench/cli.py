@@ -1,9 +1,9 @@
 """The `sarbench` command line: entry points that are not pytest runs.
 
-Commands come in groups (``sarbench data ...``). A group is one function ``add_<group>_commands(sub)``
-that adds its parser to the top-level subparsers and sets ``func`` on each leaf command; a command
-function takes the parsed arguments and returns the exit status. To add a group, write such a
-function and append it to :data:`COMMAND_GROUPS`.
+Commands come in groups (``sarbench data ...``, ``sarbench train``). A group is one function
+``add_<group>_commands(sub)`` that adds its parser to the top-level subparsers and sets ``func`` on each
+leaf command; a command function takes the parsed arguments and returns the exit status. To add a group,
+write such a function and append it to :data:`COMMAND_GROUPS`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Callable
 
 from .data import (
@@ -24,6 +25,7 @@ from .data import (
     file_sha256,
     find_dataset_file,
     how_to_get,
+    load_dataset,
     load_raw,
     make_synthetic,
     paper_version,
@@ -195,7 +197,302 @@ def add_data_commands(sub) -> None:
     fetch.set_defaults(func=cmd_data_fetch)
 
 
-COMMAND_GROUPS: list[Callable] = [add_data_commands]
+# --- sarbench train -------------------------------------------------------------------------------
+
+# One line per design of presets.py, for --list-presets.
+PRESET_DESIGNS = {
+    "vanilla": "BERT4Rec-style network with the authors' Table-4 settings (post-LN, GELU, CE, AdamW 0.1)",
+    "local": "modular SASRec-style network; 2 heads, the last one local (|i - j| <= 2); CE, AdamW 1e-2",
+    "ssept": "modular network with SSE-PT user embeddings (item/user replacement 0.2); BCE, 1 negative",
+    "ce": "modular SASRec-style network (pre-LN, ReLU, no item bias); cross-entropy over all items, Adam",
+    "bpr": "modular SASRec-style network; BPR with 1 uniform negative, Adam",
+    "bce": "modular SASRec-style network; binary cross-entropy with 1 uniform negative, Adam",
+}
+_ATTENTION = {"AE": "bidirectional (BERT4Rec-like)", "AR": "causal (SASRec-like)"}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+# Fields --set must not touch: the dataset decides them.
+_FIXED = {"num_items": "it is the dataset's item count"}
+
+
+class OverrideError(ValueError):
+    """A --set KEY=VALUE that names no configuration field or whose value does not convert."""
+
+
+def _config_fields() -> dict[str, tuple[str, object]]:
+    """Every overridable field: name -> ('model' or 'train', its resolved type)."""
+    import typing
+
+    from .models.sar import SARConfig
+    from .train import TrainConfig
+
+    fields: dict[str, tuple[str, object]] = {}
+    for group, cls in (("model", SARConfig), ("train", TrainConfig)):
+        for name, typ in typing.get_type_hints(cls).items():
+            if name not in _FIXED:
+                fields[name] = (group, typ)
+    return fields
+
+
+def convert_value(key: str, text: str, typ) -> object:
+    """``text`` as a value of type ``typ`` (bool, int, float, str, or a tuple of those).
+
+    Examples:
+        >>> convert_value("lr", "5e-4", float)
+        0.0005
+        >>> convert_value("ks", "5,10", tuple[int, ...])
+        (5, 10)
+        >>> convert_value("norm_first", "yes", bool)
+        True
+    """
+    import typing
+
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin is tuple:
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(convert_value(key, p, args[0]) for p in parts)
+        if len(parts) != len(args):
+            raise OverrideError(f"--set {key}={text}: expected {len(args)} comma-separated values, got {len(parts)}")
+        return tuple(convert_value(key, p, a) for p, a in zip(parts, args))
+    try:
+        if typ is bool:
+            low = text.strip().lower()
+            if low in _TRUE or low in _FALSE:
+                return low in _TRUE
+            raise ValueError
+        if typ is int:
+            return int(text)
+        if typ is float:
+            return float(text)
+    except ValueError:
+        name = getattr(typ, "__name__", str(typ))
+        hint = f" ({'/'.join(_TRUE)} or {'/'.join(_FALSE)})" if typ is bool else ""
+        raise OverrideError(f"--set {key}={text}: {text!r} is not a valid {name}{hint}") from None
+    if typ is str:
+        return text
+    raise OverrideError(f"--set {key}: fields of type {typ} cannot be set from the command line")
+
+
+def apply_overrides(model_cfg, train_cfg, pairs) -> tuple:
+    """(model config, train config) with ``pairs`` applied; each pair is ``"key=value"`` or ``(key, value)``.
+
+    A key is a field name of :class:`~sarbench.models.sar.SARConfig` or
+    :class:`~sarbench.train.TrainConfig`, optionally qualified as ``model.key`` / ``train.key``. String
+    values are converted to the field's type; already typed values are used as they are. Raises
+    :class:`OverrideError` naming the key for an unknown key, a bad value, or a combination the
+    configuration rejects.
+    """
+    from dataclasses import replace
+
+    fields = _config_fields()
+    changes: dict[str, dict] = {"model": {}, "train": {}}
+    for pair in pairs:
+        if isinstance(pair, str):
+            key, sep, text = pair.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise OverrideError(f"--set expects KEY=VALUE, got {pair!r}")
+        else:
+            key, text = pair
+        group, _, name = key.rpartition(".")
+        if name in _FIXED:
+            raise OverrideError(f"--set {key}: cannot be set ({_FIXED[name]})")
+        if name not in fields or group not in ("", fields[name][0]):
+            valid = ", ".join(sorted(fields))
+            raise OverrideError(f"--set: unknown key {key!r}; valid keys (model and train config): {valid}")
+        where, typ = fields[name]
+        changes[where][name] = convert_value(key, text, typ) if isinstance(text, str) else text
+    try:
+        return replace(model_cfg, **changes["model"]), replace(train_cfg, **changes["train"])
+    except ValueError as exc:
+        raise OverrideError(f"--set: {exc}") from None
+
+
+def _metric_table(metrics: dict[str, float]) -> str:
+    """Recall and NDCG rows, one column per cut-off."""
+    from tabulate import tabulate
+
+    names = {"R": "Recall", "N": "NDCG"}
+    ks = sorted({int(m.split("@")[1]) for m in metrics})
+    rows = []
+    for prefix in dict.fromkeys(m.split("@")[0] for m in metrics):
+        rows.append([names.get(prefix, prefix)] + [metrics.get(f"{prefix}@{k}") for k in ks])
+    return tabulate(rows, headers=["test"] + [f"@{k}" for k in ks], floatfmt=".4f")
+
+
+def _epoch_line(row: dict, max_epochs: int, metric: str) -> str:
+    width = len(str(max_epochs))
+    line = (f"epoch {row['epoch']:>{width}}/{max_epochs}  time {row['wall_time']:6.2f}s "
+            f"(train {row['epoch_time']:.2f}s)  loss {row['loss']:.4f}")
+    if "valid" in row:
+        line += "  valid " + " ".join(f"{k} {v:.4f}" for k, v in row["valid"].items())
+    return line
+
+
+def _reporting_trainer(on_epoch, on_resume):
+    """A Trainer that calls ``on_epoch(history row)`` after every epoch and ``on_resume(epoch)`` on resume.
+
+    train.py has no callback: ``Trainer.fit`` calls ``save_checkpoint`` once at the end of every epoch,
+    right after appending the epoch's history row, so that is where the hook sits.
+    """
+    from .train import Trainer
+
+    class ReportingTrainer(Trainer):
+        def save_checkpoint(self):
+            super().save_checkpoint()
+            on_epoch(self.history[-1])
+
+        def load_checkpoint(self) -> bool:
+            resumed = super().load_checkpoint()
+            if resumed:
+                on_resume(self.epoch)
+            return resumed
+
+    return ReportingTrainer
+
+
+def _json_ready(value):
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def cmd_train_list_presets() -> int:
+    from .presets import preset_names
+
+    print("presets (NAME-AE: bidirectional mask, BERT4Rec-like; NAME-AR: causal mask, SASRec-like):")
+    for name in preset_names():
+        design, attention = name.rsplit("-", 1)
+        print(f"  {name:<12} {PRESET_DESIGNS.get(design, '')}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.list_presets:
+        return cmd_train_list_presets()
+    if not args.dataset or not args.preset:
+        missing = " and ".join(f for f, v in (("--dataset", args.dataset), ("--preset", args.preset)) if not v)
+        print(f"sarbench train: error: {missing} required (or --list-presets)", file=sys.stderr)
+        return 2
+    import json
+    from dataclasses import asdict
+
+    import torch
+
+    from .presets import preset, preset_names
+    from .train import TrainingDiverged
+
+    if args.preset not in preset_names():  # before loading the data
+        print(f"sarbench: error: unknown preset {args.preset!r}; known presets: {', '.join(preset_names())}",
+              file=sys.stderr)
+        return 1
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("sarbench: error: --device cuda: no CUDA device is available", file=sys.stderr)
+        return 1
+    ds = load_dataset(args.dataset, args.data_dir)
+    split = ds.split()
+    model_cfg, train_cfg = preset(args.preset, args.dataset, ds.num_items, ds.num_users)
+    flags = [(k, v) for k, v in (("max_epochs", args.epochs), ("device", args.device), ("seed", args.seed),
+                                 ("eval_users", args.eval_users)) if v is not None]
+    if args.no_progress:
+        flags.append(("progress", False))
+    try:
+        model_cfg, train_cfg = apply_overrides(model_cfg, train_cfg, [*args.set, *flags])
+    except OverrideError as exc:
+        print(f"sarbench: error: {exc}", file=sys.stderr)
+        return 1
+    if model_cfg.num_users and model_cfg.num_users != ds.num_users:
+        print(f"sarbench: error: --set num_users={model_cfg.num_users}: SSE-PT needs the dataset's user count "
+              f"({ds.num_users}) or 0 (off)", file=sys.stderr)
+        return 1
+
+    if train_cfg.progress:
+        from tqdm.auto import tqdm
+
+        say = tqdm.write  # keeps the progress bar intact
+    else:
+        say = print
+    trainer_cls = _reporting_trainer(
+        on_epoch=lambda row: say(_epoch_line(row, train_cfg.max_epochs, train_cfg.metric)),
+        on_resume=lambda epoch: say(f"resumed from {args.checkpoint} after epoch {epoch}"),
+    )
+    trainer = trainer_cls(model_cfg, train_cfg, split, checkpoint=args.checkpoint)
+    n_params = sum(p.numel() for p in trainer.model.parameters())
+    print(f"training {args.preset} on {ds.name} ({ds.num_users:,} users, {ds.num_items:,} items; "
+          f"fingerprint {ds.fingerprint()}) on {train_cfg.device}, seed {train_cfg.seed}: {n_params:,} parameters; "
+          f"up to {train_cfg.max_epochs} epochs, early stopping on valid {train_cfg.metric} "
+          f"(patience {train_cfg.patience})")
+    try:
+        result = trainer.fit()
+    except TrainingDiverged as exc:
+        print(f"sarbench: error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        if "different configuration" not in str(exc):
+            raise
+        print(f"sarbench: error: {exc}; remove it or pass another --checkpoint", file=sys.stderr)
+        return 1
+    best = result.best_valid.get(train_cfg.metric)
+    print(f"stopped ({result.stopped}) after {result.epochs} epochs in {result.wall_time:.1f}s; best epoch "
+          f"{result.best_epoch}" + (f" (valid {train_cfg.metric} {best:.4f})" if best is not None else ""))
+    users = result.test.num_users if result.test else 0
+    print(f"test metrics of the best state ({users:,} users, full ranking):")
+    print(_metric_table(result.test.metrics))
+    if args.json:
+        record = {
+            "dataset": ds.name, "fingerprint": ds.fingerprint(), "preset": args.preset, "overrides": args.set,
+            **result.summary(),
+            "model_config": asdict(model_cfg), "train_config": asdict(train_cfg),
+            "history": result.history,
+        }
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_json_ready(record), indent=2) + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
+def add_train_commands(sub) -> None:
+    """The ``train`` command: one model, one dataset, a preset with overrides."""
+    train = sub.add_parser(
+        "train", help="train one model and report its test metrics",
+        description="Train one model of a named preset on a dataset: print each epoch's wall time, loss and "
+        "validation metrics, then the test metrics of the best validation state. Settings come from the "
+        "preset, then --set, then the explicit flags (--epochs, --device, --seed, --eval-users, --no-progress).",
+    )
+    train.add_argument("--dataset", choices=[*DATASETS, SYNTHETIC], default=None,
+                       help="dataset name (required unless --list-presets)")
+    train.add_argument("--data-dir", default=None, help=f"folder with the real datasets (default: ${DATA_ENV})")
+    train.add_argument("--preset", default=None, metavar="NAME",
+                       help="preset such as vanilla-AR or ssept-AE, see --list-presets "
+                       "(required unless --list-presets)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a field of the model config (SARConfig) or train config (TrainConfig), "
+                       "e.g. hidden=32, lr=5e-4, ks=5,10, norm_first=true; repeatable (default: none)")
+    train.add_argument("--epochs", type=int, default=None, metavar="N",
+                       help="maximum epochs, max_epochs (default: the preset's)")
+    train.add_argument("--device", choices=["cpu", "cuda"], default=None, help="training device (default: cpu)")
+    train.add_argument("--seed", type=int, default=None, metavar="S",
+                       help="random seed (default: the preset's, 0)")
+    train.add_argument("--checkpoint", default=None, metavar="PATH",
+                       help="save after every epoch and resume from PATH if it exists (default: no checkpoint)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar (default: bar on stderr)")
+    train.add_argument("--eval-users", type=int, default=None, metavar="N",
+                       help="validate and test on N random users only, for smoke runs (default: all)")
+    train.add_argument("--json", default=None, metavar="OUT",
+                       help="write the result summary, configurations and per-epoch history as JSON (default: none)")
+    train.add_argument("--list-presets", action="store_true", help="list the preset names and exit")
+    train.set_defaults(func=cmd_train)
+
+
+COMMAND_GROUPS: list[Callable] = [add_data_commands, add_train_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

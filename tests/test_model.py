@@ -1,0 +1,288 @@
+"""The model: masks do what they claim (AR causal, AE bidirectional, local windows, padding), eval inputs, scores.
+
+Every check compares hidden states of a small float64 model in eval mode (no dropout) before and after
+changing one input, so "unchanged" can be asserted to 1e-12 and "changed" to well above that.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from sarbench.models.sar import SARConfig, SelfAttentiveRecommender, attention_mask
+
+N_ITEMS = 20
+SAME = dict(rtol=0.0, atol=1e-12)  # "unchanged": float64 rounding only
+CHANGED = 1e-9  # "changed": a real dependency moves the output by far more than this
+
+
+def make_model(seed: int = 0, **kw) -> SelfAttentiveRecommender:
+    """A small float64 model in eval mode; weights larger than the 0.02 init so every path matters."""
+    torch.manual_seed(seed)
+    cfg = SARConfig(**{"num_items": N_ITEMS, "max_len": 12, "hidden": 16, "layers": 1, "heads": 2, **kw})
+    model = SelfAttentiveRecommender(cfg).double().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim >= 2:
+                p.normal_(0.0, 0.5)
+    return model
+
+
+def seq(length: int, width: int | None = None, seed: int = 1) -> torch.Tensor:
+    """(1, width) left-aligned random items 1..N_ITEMS, zero tail padding."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(1, width or length, dtype=torch.long)
+    x[0, :length] = torch.randint(1, N_ITEMS + 1, (length,), generator=g)
+    return x
+
+
+def changed_at(x: torch.Tensor, pos: int) -> torch.Tensor:
+    y = x.clone()
+    y[0, pos] = y[0, pos] % N_ITEMS + 1  # another item id, still in 1..N
+    return y
+
+
+def position_deltas(model, x) -> torch.Tensor:
+    """(L, L): row t holds, per position, the max abs change of the hidden state when item t changes.
+
+    One forward pass over the original sequence and its L one-item variants.
+    """
+    L = x.shape[1]
+    batch = torch.cat([x] + [changed_at(x, t) for t in range(L)])
+    with torch.no_grad():
+        h = model.hidden_states(batch)
+    return (h[1:] - h[:1]).abs().amax(dim=-1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: on a busy machine, waking extra threads costs 50x more than the work."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --- attention_mask truth tables ------------------------------------------------------------------
+
+
+def test_attention_mask_truth_tables():
+    real = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    ae = attention_mask(real, "AE")
+    ar = attention_mask(real, "AR")
+    assert ae.shape == ar.shape == (2, 1, 4, 4) and ae.dtype == torch.bool
+    # AE: every query sees exactly the real keys.
+    assert ae[0, 0].int().tolist() == [[1, 1, 1, 0]] * 4
+    assert ae[1, 0].int().tolist() == [[1, 0, 0, 0]] * 4
+    # AR: real keys at or before the query.
+    assert ar[0, 0].int().tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 0]]
+    assert ar[1, 0].int().tolist() == [[1, 0, 0, 0]] * 4
+
+
+def test_attention_mask_local_heads():
+    real = torch.ones(1, 5, dtype=torch.bool)
+    band = [[int(abs(i - j) <= 1) for j in range(5)] for i in range(5)]
+    causal_band = [[int(0 <= i - j <= 1) for j in range(5)] for i in range(5)]
+    # two heads, the last one local with window 1; the first stays global
+    m = attention_mask(real, "AE", heads=2, window=1, local_heads=1)
+    assert m.shape == (1, 2, 5, 5)
+    assert m[0, 0].all()
+    assert m[0, 1].int().tolist() == band
+    m = attention_mask(real, "AR", heads=2, window=1, local_heads=1)
+    assert m[0, 0].int().tolist() == [[int(j <= i) for j in range(5)] for i in range(5)]
+    assert m[0, 1].int().tolist() == causal_band
+    # local_heads >= heads: every head is local
+    m = attention_mask(real, "AE", heads=2, window=1, local_heads=5)
+    assert m[0, 0].int().tolist() == band and m[0, 1].int().tolist() == band
+    # a window without local heads (or local heads without a window) changes nothing
+    assert torch.equal(attention_mask(real, "AE", heads=2, window=1, local_heads=0).expand(1, 2, 5, 5),
+                       attention_mask(real, "AE", heads=2).expand(1, 2, 5, 5))
+    # padding keys stay forbidden inside the window
+    real = torch.tensor([[True, True, False, False, False]])
+    m = attention_mask(real, "AE", heads=1, window=1, local_heads=1)
+    assert m[0, 0].int().tolist() == [[int(abs(i - j) <= 1 and j < 2) for j in range(5)] for i in range(5)]
+
+
+# --- AR never looks ahead, AE does ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("norm_first,layers,heads", [(False, 2, 2), (True, 2, 1), (False, 1, 1)])
+def test_ar_output_never_depends_on_later_items(norm_first, layers, heads):
+    model = make_model(attention="AR", norm_first=norm_first, layers=layers, heads=heads)
+    deltas = position_deltas(model, seq(10))
+    for t, delta in enumerate(deltas):
+        torch.testing.assert_close(delta[:t], torch.zeros(t, dtype=delta.dtype), **SAME)
+        assert (delta[t:] > CHANGED).all(), f"changing position {t} left a later position unchanged: {delta}"
+
+
+@pytest.mark.parametrize("norm_first,layers", [(False, 2), (True, 1)])
+def test_ae_output_depends_on_every_item(norm_first, layers):
+    model = make_model(attention="AE", norm_first=norm_first, layers=layers)
+    for t, delta in enumerate(position_deltas(model, seq(10))):
+        assert (delta > CHANGED).all(), f"changing position {t} left some position unchanged: {delta}"
+
+
+def test_attention_maps_are_causal_for_ar_and_full_for_ae():
+    hist = seq(6, width=8)
+    lengths = torch.tensor([6])
+    for attention in ("AR", "AE"):
+        model = make_model(attention=attention, layers=2)
+        maps, inputs = model.attention_maps(hist, lengths)
+        n = int((inputs != 0).sum())  # AE appends [MASK]: 7 real positions
+        assert maps.shape == (2, 1, 2, inputs.shape[1], inputs.shape[1])
+        real_rows = maps[..., :n, :]
+        torch.testing.assert_close(real_rows.sum(-1), torch.ones_like(real_rows.sum(-1)))
+        assert (real_rows[..., n:] == 0).all(), "a real query attends to padding"
+        upper = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
+        if attention == "AR":
+            assert (real_rows[..., :n][..., upper] == 0).all()
+        else:
+            assert (real_rows[..., :n] > 0).all()
+
+
+# --- local windows --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attention", ["AE", "AR"])
+@pytest.mark.parametrize("layers,window", [(1, 1), (1, 2), (2, 1), (3, 2)])
+def test_local_window_receptive_field(attention, layers, window):
+    """All heads local: position i depends on item j only if |i - j| <= layers * window (and j <= i for AR)."""
+    model = make_model(attention=attention, layers=layers, heads=2, local_window=window, local_heads=2)
+    L = 12
+    reach = layers * window
+    for j, delta in enumerate(position_deltas(model, seq(L))):
+        for i in range(L):
+            sees = abs(i - j) <= reach and (attention == "AE" or j <= i)
+            if sees:
+                assert delta[i] > CHANGED, f"position {i} ignores item {j} within reach {reach}"
+            else:
+                assert delta[i] <= SAME["atol"], f"position {i} depends on item {j} beyond reach {reach}"
+
+
+def test_global_head_escapes_the_window():
+    """With one local and one global head, a far item does reach the query."""
+    model = make_model(attention="AE", layers=1, heads=2, local_window=1, local_heads=1)
+    assert (position_deltas(model, seq(10))[9] > CHANGED).all()
+
+
+# --- padding ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attention", ["AE", "AR"])
+@pytest.mark.parametrize("local", [False, True])
+def test_padding_never_reaches_real_positions(attention, local):
+    kw = dict(local_window=2, local_heads=1) if local else {}
+    model = make_model(attention=attention, layers=2, **kw)
+    n = 5
+    with torch.no_grad():
+        ref = model.hidden_states(seq(n, width=n))[0]
+        for width in (6, 9, 12):
+            out = model.hidden_states(seq(n, width=width))[0, :n]
+            torch.testing.assert_close(out, ref, **SAME)
+        # another padding embedding: real positions unchanged
+        x = seq(n, width=10)
+        before = model.hidden_states(x)[0, :n]
+        model.item_emb.weight[0] += 3.0
+        after = model.hidden_states(x)[0, :n]
+    torch.testing.assert_close(after, before, **SAME)
+
+
+def test_fused_and_explicit_attention_agree_on_real_positions():
+    """The fused AR path (is_causal, no padding mask) equals the explicit masked softmax at real positions."""
+    for attention, kw in itertools.product(("AR", "AE"), ({}, {"local_window": 1, "local_heads": 1})):
+        model = make_model(attention=attention, layers=2, **kw)
+        x = torch.cat([seq(7, width=10, seed=3), seq(4, width=10, seed=4), seq(10, seed=5)])
+        real = x != 0
+        with torch.no_grad():
+            fused = model.hidden_states(x)
+            explicit = model.hidden_states(x, capture=[])
+        torch.testing.assert_close(fused[real], explicit[real], rtol=0, atol=1e-10)
+
+
+# --- evaluation inputs and scores ---------------------------------------------------------------
+
+
+def test_eval_inputs_ar_reads_last_position():
+    model = make_model(attention="AR", max_len=4)
+    hist = torch.tensor([[1, 2, 0, 0], [1, 2, 3, 4], [5, 0, 0, 0]])
+    lengths = torch.tensor([2, 4, 1])
+    inputs, pos = model.eval_inputs(hist, lengths)
+    assert torch.equal(inputs, hist)
+    assert pos.tolist() == [1, 3, 0]
+
+
+def test_eval_inputs_ae_appends_mask_after_last_max_len_minus_1_items():
+    model = make_model(attention="AE", max_len=4)
+    M = model.cfg.mask_token
+    hist = torch.tensor([[1, 2, 0, 0], [1, 2, 3, 4], [5, 0, 0, 0], [6, 7, 8, 0]])
+    lengths = torch.tensor([2, 4, 1, 3])
+    inputs, pos = model.eval_inputs(hist, lengths)
+    assert inputs.tolist() == [[1, 2, M, 0], [2, 3, 4, M], [5, M, 0, 0], [6, 7, 8, M]]
+    assert pos.tolist() == [2, 3, 1, 3]
+    # a history matrix narrower than max_len still gets its [MASK] slot
+    inputs, pos = model.eval_inputs(torch.tensor([[1, 2, 3], [4, 0, 0]]), torch.tensor([3, 1]))
+    assert inputs.tolist() == [[1, 2, 3, M], [4, M, 0, 0]]
+    assert pos.tolist() == [3, 1]
+
+
+@pytest.mark.parametrize("attention", ["AE", "AR"])
+@pytest.mark.parametrize("bias,transform", [(True, True), (False, False)])
+def test_score_is_tied_output_layer_at_prediction_slot(attention, bias, transform):
+    model = make_model(attention=attention, item_bias=bias, output_transform=transform)
+    if bias:
+        with torch.no_grad():
+            model.item_bias.normal_()
+    hist = torch.cat([seq(5, width=12, seed=7), seq(12, seed=8)])
+    lengths = torch.tensor([5, 12])
+    scores = model.score(hist, lengths)
+    assert scores.shape == (2, N_ITEMS + 1)
+    assert torch.isneginf(scores[:, 0]).all()
+    inputs, pos = model.eval_inputs(hist, lengths)
+    with torch.no_grad():
+        h = model.hidden_states(inputs)[torch.arange(2), pos]
+        if transform:
+            h = model.transform(h)
+        expected = h @ model.item_emb.weight[1 : N_ITEMS + 1].T
+        if bias:
+            expected = expected + model.item_bias
+    torch.testing.assert_close(scores[:, 1:], expected, rtol=0, atol=1e-10)
+
+
+def test_score_ignores_dropout_and_is_repeatable():
+    model = make_model(attention="AE", dropout=0.5, attn_dropout=0.5).train()
+    hist, lengths = seq(6, width=12), torch.tensor([6])
+    model.eval()
+    a = model.score(hist, lengths)
+    b = model.score(hist, lengths)
+    assert torch.equal(a, b)
+    model.train()
+    with torch.no_grad():
+        noisy = model.hidden_states(hist)
+        assert not torch.equal(noisy, model.hidden_states(hist)), "training mode should apply dropout"
+
+
+def test_user_embeddings_need_users():
+    torch.manual_seed(0)
+    model = SelfAttentiveRecommender(SARConfig(num_items=N_ITEMS, hidden=16, num_users=3)).eval()
+    x = seq(5, width=8)
+    with pytest.raises(ValueError, match="pass users"):
+        model.hidden_states(x)
+    a = model.hidden_states(x, torch.tensor([0]))
+    b = model.hidden_states(x, torch.tensor([2]))
+    assert a.shape == (1, 8, 16) and not torch.allclose(a, b)
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(attention="causal"), "attention must be"),
+        (dict(hidden=30, heads=4), "divisible by heads"),
+        (dict(activation="tanh"), "activation must be"),
+        (dict(hidden=15, heads=1, num_users=3), "hidden must be even"),
+    ],
+)
+def test_config_rejects_bad_values(kw, match):
+    with pytest.raises(ValueError, match=match):
+        SARConfig(num_items=5, **kw)
