@@ -204,6 +204,8 @@ def evaluate(
     num_cols = split.dataset.num_items + 1
     hist_all, len_all, tgt_all = history_matrix(split, stage, max_len, idx)
     hist_all, len_all, tgt_all = (torch.from_numpy(a) for a in (hist_all, len_all, tgt_all))
+    # Scorers with user embeddings (SSE-PT) declare ``uses_users`` and get the dataset user indices.
+    user_ids = torch.from_numpy(split.eval_users[idx]) if getattr(scorer, "uses_users", False) else None
 
     ranks = []
     with torch.no_grad():
@@ -211,7 +213,10 @@ def evaluate(
             hi = min(lo + batch_size, len(idx))
             hist = hist_all[lo:hi].to(device)
             lengths = len_all[lo:hi].to(device)
-            scores = scorer.score(hist, lengths)
+            if user_ids is None:
+                scores = scorer.score(hist, lengths)
+            else:
+                scores = scorer.score(hist, lengths, users=user_ids[lo:hi].to(device))
             if not isinstance(scores, torch.Tensor) or scores.ndim != 2:
                 raise ValueError(
                     f"{type(scorer).__name__}.score must return a (B, num_items + 1) tensor, got "

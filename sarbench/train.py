@@ -302,8 +302,10 @@ class Trainer:
     # --- the loop ----------------------------------------------------------------------------------
     def fit(self, resume: bool = True) -> TrainResult:
         cfg = self.cfg
-        if resume:
-            self.load_checkpoint()
+        if not (resume and self.load_checkpoint()) and self.epoch == 0:
+            # Reseed here, not only in __init__: dropout draws from the global generator, and other
+            # trainers built in between must not change this run.
+            torch.manual_seed(cfg.seed)
         start = time.perf_counter()
         elapsed_before = sum(h["wall_time"] for h in self.history)
         stopped = "max_epochs"

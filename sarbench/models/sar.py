@@ -236,9 +236,20 @@ class SelfAttentiveRecommender(nn.Module):
             x = block(x, allowed, causal_only, capture)
         return self.final_norm(x)
 
+    @property
+    def uses_users(self) -> bool:
+        """Whether scoring needs user ids (SSE-PT); the evaluator passes them when True."""
+        return self.user_emb is not None
+
     def output_hidden(self, h):
-        """Map trunk states to the space of the (tied) output item embeddings."""
-        return self.transform(h) if self.transform is not None else h
+        """Map trunk states to the space of the (tied) output item embeddings.
+
+        With SSE-PT and no output transform, items are scored by the item half of the state (the
+        user half would add the same number to every item's score; see protocol.md §2b).
+        """
+        if self.transform is not None:
+            return self.transform(h)
+        return h[..., : self.item_emb.embedding_dim] if self.user_emb is not None else h
 
     def output_weights(self):
         """(N, d_item) output embeddings of items 1..N and their (N,) bias or None."""
