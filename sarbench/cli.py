@@ -492,7 +492,33 @@ def add_train_commands(sub) -> None:
     train.set_defaults(func=cmd_train)
 
 
-COMMAND_GROUPS: list[Callable] = [add_data_commands, add_train_commands]
+def cmd_report(args) -> int:
+    from .report import build_report, build_tables, summary_text
+    from .store import ResultStore
+
+    results = Path(args.results)
+    if not results.is_dir():
+        print(f"sarbench report: results folder {results} does not exist", file=sys.stderr)
+        return 1
+    paths = build_report(results, args.out)
+    print(summary_text(build_tables(ResultStore(results).records())))
+    print(f"wrote {len(paths)} file(s) to {args.out}")
+    return 0
+
+
+def add_report_commands(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="rebuild the report (paper tables beside ours) from a results folder, without rerunning",
+        description="Aggregate every record in a results folder into the paper's tables (Markdown, CSV, "
+        "LaTeX) with the paper's values, relative differences, AR-over-AE gains and significance tests.",
+    )
+    p.add_argument("results", help="results folder written by `pytest bench` (--results)")
+    p.add_argument("--out", default="reports", help="output folder (default: reports)")
+    p.set_defaults(func=cmd_report)
+
+
+COMMAND_GROUPS: list[Callable] = [add_data_commands, add_train_commands, add_report_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:
