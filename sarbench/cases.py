@@ -39,11 +39,12 @@ class Scale:
     max_epochs: int  # 0 = the preset's (paper: 1000)
     patience: int  # 0 = the preset's (paper: 20)
     synthetic_epochs: int = 0  # the synthetic default trains longer at smoke scale (it is small)
+    synthetic_patience: int = 0  # and AE needs ~10 epochs before it leaves the popularity plateau
     max_minutes: float = 0.0  # > 0: stop training at this wall time (recorded as stopped="time")
 
 
 SCALES = {
-    "smoke": Scale("smoke", max_users=1000, max_epochs=8, patience=3, synthetic_epochs=40),
+    "smoke": Scale("smoke", max_users=1000, max_epochs=8, patience=3, synthetic_epochs=40, synthetic_patience=12),
     "paper": Scale("paper", max_users=0, max_epochs=0, patience=0),
 }
 
@@ -111,7 +112,7 @@ def configure(dataset: str, design: str, attention: str, ds: SequenceDataset, sc
     if scale.max_epochs:
         over["max_epochs"] = scale.synthetic_epochs if dataset == SYNTHETIC and scale.synthetic_epochs else scale.max_epochs
     if scale.patience:
-        over["patience"] = scale.patience
+        over["patience"] = scale.synthetic_patience if dataset == SYNTHETIC and scale.synthetic_patience else scale.patience
     if scale.max_minutes:
         over["max_minutes"] = scale.max_minutes
     return model_cfg, replace(train_cfg, **over)
