@@ -82,7 +82,7 @@ SPECTRUM_K = 21
 #: Users whose singular values are averaged for Figure 3 (the first of the seeded selection).
 SPECTRUM_USERS = 100
 #: Bump when the measures change, so that cached analyses are recomputed.
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2
 #: Measures of a summary, as named in :func:`summary_frame`.
 MEASURES: tuple[str, ...] = ("sparsity", "rank", "distance")
 #: The paper table of each measure that has one.
@@ -312,11 +312,15 @@ class AttentionMeasures:
     info: dict = field(default_factory=dict)  # model, dataset, case id, ... (free form, JSON-able)
 
     def summary(self) -> dict[str, float]:
-        """Means over all matrices: ``sparsity, rank, distance, ref_sparsity, ref_rank``, plus counts."""
+        """Means over all matrices: ``sparsity, rank, distance, rel_distance, ref_sparsity, ref_rank``,
+        plus counts. ``rel_distance`` is the distance divided by the matrix's number of positions, a
+        locality measure that compares across datasets of different lengths (uniform bidirectional
+        attention gives about 1/3)."""
         return {
             "sparsity": float(self.sparsity.mean()),
             "rank": float(self.rank.mean()),
             "distance": float(self.distance.mean()),
+            "rel_distance": float((self.distance / self.lengths[:, None, None]).mean()),
             "ref_sparsity": float(self.ref_sparsity.mean()),
             "ref_rank": float(self.ref_rank.mean()),
             "users": int(len(self.users)),
@@ -449,9 +453,16 @@ def _uniform_measures(mask: tuple, n: int, sigma: float, seed: int) -> tuple[np.
     attention, heads, window, local_heads = mask
     cfg = SARConfig(num_items=1, attention=attention, heads=heads, hidden=heads,
                     local_window=window, local_heads=local_heads)
-    uni = uniform_attention(cfg, n)[None, None]  # (1, 1, heads, n, n)
+    # Heads with the same mask have the same uniform matrix: measure each distinct one once.
+    local = window > 0 and local_heads > 0
+    is_local = np.arange(heads) >= heads - min(local_heads, heads) if local else np.zeros(heads, dtype=bool)
+    kinds = sorted(set(is_local.tolist()))  # [False], [True] or [False, True]
+    first = [int(np.flatnonzero(is_local == kind)[0]) for kind in kinds]
+    uni = uniform_attention(cfg, n)[first][None, None]  # (1, 1, distinct heads, n, n)
     s = attention_sparsity(uni, n, aggregate="none").numpy()[0, 0]
     k = attention_rank(uni, n, sigma, np.random.default_rng([seed, n]), aggregate="none").numpy()[0, 0]
+    pick = np.array([kinds.index(flag) for flag in is_local.tolist()])
+    s, k = s[pick], k[pick]
     s.setflags(write=False)
     k.setflags(write=False)
     return s, k
@@ -543,7 +554,7 @@ def study_case(store, record, dataset, model_label: str, *, max_users: int = MAX
 # --------------------------------------------------------------------------------------------------
 
 SUMMARY_COLUMNS = ["model", "dataset", "scale", "fingerprint", "users", "matrices", "mean_length", "sparsity",
-                   "ref_sparsity", "rank", "ref_rank", "distance", "N@10", "case_id", "note"]
+                   "ref_sparsity", "rank", "ref_rank", "distance", "rel_distance", "N@10", "case_id", "note"]
 
 
 def summary_frame(items: Iterable[tuple[str, object, AttentionMeasures]]) -> pd.DataFrame:
@@ -560,7 +571,8 @@ def summary_frame(items: Iterable[tuple[str, object, AttentionMeasures]]) -> pd.
         rows.append({"model": label, "dataset": record.dataset, "scale": record.scale,
                      "fingerprint": record.fingerprint, **{k: s[k] for k in ("users", "matrices", "mean_length",
                                                                             "sparsity", "ref_sparsity", "rank",
-                                                                            "ref_rank", "distance")},
+                                                                            "ref_rank", "distance",
+                                                                            "rel_distance")},
                      "N@10": float(record.metrics.get("N@10", math.nan)), "case_id": record.case_id,
                      "note": comparability(record.dataset, record.fingerprint, record.scale)})
     frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
@@ -693,7 +705,7 @@ def write_study_tables(frame: pd.DataFrame, out_dir: str | os.PathLike, *, sigma
     (out / "attention_measures.md").write_text(
         "# Attention measures per model and dataset\n\n"
         "Means over every (user, layer, head) matrix. distance = mean |i - j| under the attention "
-        "(smaller = more local); ref_* = the same measure of the uniform attention over the allowed "
+        "(smaller = more local); rel_distance = distance / number of positions; ref_* = the same measure of the uniform attention over the allowed "
         f"keys; N@10 = test NDCG@10 of the case; sigma = {sigma:g}.\n\n" + to_markdown(shown) + "\n",
         encoding="utf-8")
     paths += [out / "attention_measures.csv", out / "attention_measures.md"]

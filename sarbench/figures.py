@@ -7,7 +7,7 @@
 - :func:`figure_spectra` (Figure 3): sorted singular values (indices 0-20) per layer and head, AE
   vs AR, for one user and averaged over the analysed users, per dataset.
 - :func:`figure_locality` (Figure 5): test NDCG@10 of the three models against two locality
-  measures (mean attention distance and L1/L2 sparsity), per dataset.
+  measures (relative attention distance and L1/L2 sparsity), per dataset.
 
 Every function takes plain arrays and frames (nothing is trained here), writes ``<stem>.png`` and
 ``<stem>.pdf`` into ``out_dir`` and returns the two paths. The figures are built with
@@ -18,7 +18,6 @@ laid out by hand (constrained layout was several times slower on a loaded machin
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -264,48 +263,59 @@ def figure_locality(frame: pd.DataFrame, *, out_dir: str | os.PathLike, stem: st
                     note: str = "") -> list[Path]:
     """Figure 5: test NDCG@10 against locality, for the three models on every dataset.
 
-    ``frame`` holds :func:`sarbench.attention_study.summary_frame` rows (``model, dataset, distance,
-    sparsity, N@10``). NDCG@10 is shown relative to the dataset's Vanilla-AE (1 = equal), so that
-    datasets with very different levels share one axis; the absolute values are in the legend.
-    Left: against the mean attention distance (smaller = more local). Right: against the L1/L2
-    sparsity (smaller = sparser). The paper's claim is that performance grows with locality.
+    ``frame`` holds :func:`sarbench.attention_study.summary_frame` rows (``model, dataset,
+    rel_distance, sparsity, N@10``). Left: against the relative attention distance (mean ``|i - j|``
+    under the attention divided by the number of positions; smaller = more local), which compares
+    across datasets of different lengths. Right: against the L1/L2 sparsity (log scale; smaller =
+    sparser). Both x axes are reversed, so locality grows to the right as on the paper's axis.
+    NDCG@10 is on a log scale, so equal vertical steps are equal ratios on every dataset; an NDCG@10
+    of 0 is drawn as a hollow marker on the bottom edge. The paper's claim is that performance grows
+    with locality.
     """
-    need = {"model", "dataset", "distance", "sparsity", "N@10"}
+    need = {"model", "dataset", "rel_distance", "sparsity", "N@10"}
     if not need <= set(frame.columns):
         raise ValueError(f"frame lacks column(s) {', '.join(sorted(need - set(frame.columns)))}")
     if frame.empty:
         raise ValueError("no rows to draw")
+    positive = frame.loc[frame["N@10"] > 0, "N@10"]
+    floor = float(positive.min()) / 2 if len(positive) else 1e-4
     fig = Figure(figsize=(14, 6.0))
     fig.subplots_adjust(left=0.06, right=0.72, bottom=0.16, top=0.84, wspace=0.25)
     axes = fig.subplots(1, 2)
     colours = [f"C{i}" for i in range(10)]
     handles = []
+    zeros = False
     for i, (dataset, rows) in enumerate(frame.groupby("dataset", sort=False)):
         rows = rows.set_index("model")
-        order = [m for m in MODELS if m in rows.index]
-        base = rows.loc["vanilla-AE", "N@10"] if "vanilla-AE" in rows.index else math.nan
-        rel = rows["N@10"] / base if base and math.isfinite(base) else rows["N@10"]
+        order = [m for m in MODELS if m in rows.index] + [m for m in rows.index if m not in MODELS]
+        y = rows["N@10"].clip(lower=floor)
         colour = colours[i % len(colours)]
-        for ax, x in zip(axes, ("distance", "sparsity")):
-            ax.plot(rows.loc[order, x], rel[order], "-", color=colour, alpha=0.5)
+        for ax, x in zip(axes, ("rel_distance", "sparsity")):
+            ax.plot(rows.loc[order, x], y[order], "-", color=colour, alpha=0.5)
             for m in order:
-                ax.plot(rows.loc[m, x], rel[m], MODEL_MARKERS.get(m, "o"), color=colour, markersize=9)
+                zero = not rows.loc[m, "N@10"] > 0
+                zeros |= zero
+                ax.plot(rows.loc[m, x], y[m], MODEL_MARKERS.get(m, "o"), color=colour, markersize=9,
+                        markerfacecolor="none" if zero else colour)
         absolute = ", ".join(f"{SHORT[m]} {rows.loc[m, 'N@10']:.3f}" for m in order if m in SHORT)
         handles.append(Line2D([], [], color=colour, label=f"{dataset} ({absolute})"))
     handles += [Line2D([], [], color="grey", linestyle="", marker=MODEL_MARKERS[m], markersize=8, label=m)
                 for m in MODELS]
-    axes[0].set_xlabel("mean attention distance  sum_j A_ij |i - j|, averaged over queries\n(smaller = more local)")
-    axes[1].set_xlabel("L1/L2 sparsity of the attention (smaller = sparser)")
+    axes[0].set_xlabel("relative attention distance: mean |i - j| under the attention / number of positions\n"
+                       "(smaller = more local)")
+    axes[1].set_xlabel("L1/L2 sparsity of the attention (log scale; smaller = sparser)")
+    axes[1].set_xscale("log")
     for ax in axes:
-        ax.set_ylabel("test NDCG@10 relative to Vanilla-AE")
-        ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_yscale("log")
+        ax.set_ylabel("test NDCG@10 (log scale)")
         ax.invert_xaxis()  # more local / sparser to the right, as the paper's "locality grows" axis
-        ax.grid(alpha=0.3)
-    axes[0].set_title("performance vs attention distance (x axis reversed: locality grows to the right)",
-                      fontsize=9)
-    axes[1].set_title("performance vs sparsity (x axis reversed: sparsity grows to the right)", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_title("performance vs attention distance (locality grows to the right)", fontsize=9)
+    axes[1].set_title("performance vs sparsity (sparsity grows to the right)", fontsize=9)
     fig.legend(handles=handles, loc="center right", fontsize=8,
                title="dataset (absolute NDCG@10: V-AE, L-AE, V-AR)", title_fontsize=8)
-    fig.suptitle("Figure 5: does performance grow with local attention? Vanilla-AE, Local-AE, Vanilla-AR per "
-                 "dataset" + (f"\n{note}" if note else ""), fontsize=10, x=0.39)
+    text = "Figure 5: does performance grow with local attention? Vanilla-AE, Local-AE, Vanilla-AR per dataset"
+    if zeros:
+        text += f"\nhollow markers: NDCG@10 = 0, drawn at {floor:.1g}"
+    fig.suptitle(text + (f"\n{note}" if note else ""), fontsize=10, x=0.39)
     return save_figure(fig, out_dir, stem)

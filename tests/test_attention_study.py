@@ -228,6 +228,7 @@ def test_analyse_model_equals_the_measures_of_full_width_batches(attention, head
     s = m.summary()
     assert s["users"] == 50 and s["matrices"] == 50 * 2 * heads
     assert s["sparsity"] == pytest.approx(float(m.sparsity.mean()))
+    assert s["rel_distance"] == pytest.approx(float((m.distance / m.lengths[:, None, None]).mean()))
     np.testing.assert_allclose(m.per_user("rank"), m.rank.reshape(50, -1).mean(1))
 
 
@@ -249,6 +250,15 @@ def test_mask_only_reference_of_a_bidirectional_model_is_one_over_n_and_rank_one
     m = analyse_model(tiny_model("AE", 2), split, max_users=15)
     np.testing.assert_allclose(m.ref_sparsity, np.repeat(1.0 / m.lengths[:, None], 2, axis=1), rtol=1e-12)
     assert np.all(m.ref_rank == 1)
+    local = analyse_model(tiny_model("AE", 2, local_window=2, local_heads=1), split, max_users=15)
+    np.testing.assert_allclose(local.ref_sparsity[:, 0], 1.0 / local.lengths, rtol=1e-12)  # the global head
+    for u, n in enumerate(local.lengths):  # the local head: the uniform band |i - j| <= 2
+        band = uniform_attention(local_model_cfg(), int(n))[1].numpy()
+        assert local.ref_sparsity[u, 1] == pytest.approx(attention_sparsity(band[None, None], int(n)), rel=1e-12)
+
+
+def local_model_cfg():
+    return SARConfig(num_items=3, attention="AE", heads=2, hidden=8, local_window=2, local_heads=1)
 
 
 def test_check_sane_names_impossible_values():
@@ -442,7 +452,9 @@ def test_figures_are_written_as_png_and_pdf(tmp_path):
                             np.sort(np.random.default_rng(0).random((1, maps[m][0].shape[1], 21)))[..., ::-1])
                         for m in ("vanilla-AE", "vanilla-AR")}}
     paths += figure_spectra(spectra, users={"tiny": 1}, out_dir=tmp_path, note="test data")
-    paths += figure_locality(frame_for(["beauty", "synthetic"], scale="smoke"), out_dir=tmp_path)
+    frame = frame_for(["beauty", "synthetic"], scale="smoke")
+    frame.loc[0, "N@10"] = 0.0  # drawn hollow at the bottom of the log axis
+    paths += figure_locality(frame, out_dir=tmp_path)
     assert sorted(p.name for p in paths) == sorted(
         f"{stem}.{ext}" for stem in ("fig1_attention", "fig2_low_rank", "fig3_singular_values", "fig5_locality")
         for ext in ("png", "pdf"))
