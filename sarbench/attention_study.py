@@ -54,7 +54,6 @@ import json
 import logging
 import math
 import os
-from contextlib import contextmanager
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +62,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .analysis import _torch_threads as _analysis_torch_threads
 from .analysis import attention_rank, attention_sparsity
 from .evaluate import history_matrix
 from .report import comparability, to_latex, to_markdown
@@ -414,20 +414,8 @@ def analyse_model(model, split, *, max_users: int = MAX_USERS, seed: int = 0, si
     return measures
 
 
-@contextmanager
-def _torch_threads(threads: int | None):
-    """Set torch's intra-op thread count for the duration (None: leave it), then restore it."""
-    previous = torch.get_num_threads()
-    if threads is None or threads == previous:
-        yield
-        return
-    if not (isinstance(threads, int) and threads >= 1):
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+# one thread-count guard for the whole analysis: the one in analysis.py
+_torch_threads = _analysis_torch_threads
 
 
 def _mask_reference(cfg, lengths: np.ndarray, sigma: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
