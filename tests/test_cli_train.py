@@ -20,13 +20,7 @@ TINY = ["--dataset", "synthetic", "--set", "hidden=16", "--set", "layers=1", "--
         "--no-progress", "--eval-users", "300"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: on a busy machine, waking extra threads costs far more than the work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in tests/conftest.py
 
 
 def test_train_help(capsys):

@@ -13,13 +13,7 @@ from scipy import stats
 from sarbench.models.losses import chunked_cross_entropy, sample_negatives, sampled_loss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: on a busy machine, waking extra threads costs far more than the work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in tests/conftest.py
 
 
 def ce_inputs(P=10, C=13, d=6, bias=True, dtype=torch.float64, scale=1.0, seed=0):

@@ -56,13 +56,7 @@ def position_deltas(model, x) -> torch.Tensor:
     return (h[1:] - h[:1]).abs().amax(dim=-1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: on a busy machine, waking extra threads costs 50x more than the work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in tests/conftest.py
 
 
 # --- attention_mask truth tables ------------------------------------------------------------------

@@ -20,13 +20,7 @@ from sarbench.presets import preset
 from sarbench.train import TrainConfig, Trainer, TrainingDiverged, batches, training_windows
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: on a busy machine, waking extra threads costs far more than the work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in tests/conftest.py
 
 
 @pytest.fixture(scope="module")
