@@ -58,20 +58,12 @@ PAPER_DIRECTION = {"beauty": "AR", "sports": "AR", "video": "AR", "yelp": "AE", 
 PAPER_BAND = 0.10
 
 
-def compact_items(ds: SequenceDataset, name: str) -> SequenceDataset:
-    """Re-index items to 1..N' over the items that occur (a user subset leaves most items unused)."""
-    used = np.unique(ds.items)
-    remap = np.zeros(ds.num_items + 1, dtype=np.int64)
-    remap[used] = np.arange(1, len(used) + 1)
-    return SequenceDataset(name, remap[ds.items], ds.offsets, len(used), source=ds.source)
-
-
 def scaled_dataset(ds: SequenceDataset, scale: Scale, seed: int = 0) -> SequenceDataset:
     """The dataset a case of this scale trains on (smoke: a seeded user subset)."""
     if not scale.max_users or ds.num_users <= scale.max_users or ds.name == SYNTHETIC:
         return ds
     users = np.sort(np.random.default_rng(seed).choice(ds.num_users, scale.max_users, replace=False))
-    return compact_items(ds.subset_users(users), f"{ds.name}[smoke {scale.max_users} users]")
+    return ds.subset_users(users).compact_items(f"{ds.name}[smoke {scale.max_users} users]")
 
 
 class DataCache:

@@ -124,6 +124,13 @@ class SequenceDataset:
             self._cache["split"] = Split.leave_one_out(self)
         return self._cache["split"]
 
+    def compact_items(self, name: str | None = None) -> "SequenceDataset":
+        """Items re-indexed to 1..N' over the items that occur, in ascending id order (identity if all occur)."""
+        used = np.unique(self.items)
+        remap = np.zeros(self.num_items + 1, dtype=np.int64)
+        remap[used] = np.arange(1, len(used) + 1)
+        return SequenceDataset(name or self.name, remap[self.items], self.offsets, len(used), source=self.source)
+
     def subset_users(self, users: np.ndarray, name: str | None = None) -> "SequenceDataset":
         """A dataset holding only ``users`` (item ids unchanged, so scores stay comparable)."""
         users = np.asarray(users, dtype=np.int64)

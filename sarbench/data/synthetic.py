@@ -87,9 +87,4 @@ def make_synthetic(config: SyntheticConfig = SyntheticConfig(), name: str = "syn
 
     ds = SequenceDataset.from_sequences(name, sequences, num_items=n, source=f"synthetic {cfg}")
     # Items that never occur would make stats() disagree with num_items; re-index to the used ones.
-    used = np.unique(ds.items)
-    if len(used) != n:
-        remap = np.zeros(n + 1, dtype=np.int64)
-        remap[used] = np.arange(1, len(used) + 1)
-        ds = SequenceDataset(name, remap[ds.items], ds.offsets, len(used), source=ds.source)
-    return ds
+    return ds.compact_items()
