@@ -280,3 +280,74 @@ def test_user_embeddings_need_users():
 def test_config_rejects_bad_values(kw, match):
     with pytest.raises(ValueError, match=match):
         SARConfig(num_items=5, **kw)
+
+
+# --- the hand-written dropout paths -------------------------------------------------------------
+
+
+def test_keep_mask_rule_is_exact_for_every_byte_and_threshold():
+    from sarbench.models.sar import _keep_mask  # noqa: F401  (the rule below is the one it applies)
+
+    u = torch.arange(256, dtype=torch.uint8)
+    for t in range(1, 128):
+        keep = (u & 127).add(128 - t).bitwise_right_shift(7)
+        assert torch.equal(keep.bool(), (u & 127) >= t), t
+
+
+def test_byte_dropout_keeps_the_expectation():
+    from sarbench.models.sar import dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(400_000, requires_grad=True)
+    y = dropout(x, 0.2, training=True)
+    dropped = (y == 0).double().mean().item()
+    assert abs(dropped - 26 / 128) < 0.003  # p rounded to 26/128
+    assert abs(y.double().mean().item() - 1.0) < 0.005
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, y == 0)
+
+
+@pytest.mark.parametrize("attention,heads,local", [("AR", 1, 0), ("AE", 1, 0), ("AE", 2, 0), ("AR", 2, 1), ("AE", 2, 2)])
+def test_dropout_attention_equals_composed_ops(attention, heads, local):
+    """The hand-written attention (bias add, softmax, dropout, @ v) equals the composed torch ops
+    with the same random draws, in value and gradient, wherever a query has an allowed key."""
+    import math
+
+    from sarbench.models.sar import additive_bias, dropout, dropout_attention
+
+    B, L, hs = 3, 7, 4
+    real = torch.ones(B, L, dtype=torch.bool)
+    real[1, 5:] = False
+    real[2, 2:] = False
+    allowed = attention_mask(real, attention, heads, 2 if local else 0, local)
+    live = allowed.expand(B, heads, L, L).any(-1, keepdim=True)  # queries with at least one key
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(B, heads, L, hs, dtype=torch.float64, generator=gen, requires_grad=True) for _ in range(3))
+    weights = torch.randn(B, heads, L, hs, dtype=torch.float64, generator=gen) * live
+
+    torch.manual_seed(1)
+    fast = dropout_attention(q, k, v, additive_bias(allowed, torch.float64), 0.3)
+    g_fast = torch.autograd.grad((fast * weights).sum(), (q, k, v))
+    torch.manual_seed(1)
+    att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
+    att = att.masked_fill(~allowed, torch.finfo(att.dtype).min).softmax(-1)
+    slow = dropout(att, 0.3, training=True) @ v
+    g_slow = torch.autograd.grad((slow * weights).sum(), (q, k, v))
+
+    torch.testing.assert_close(fast * live, slow * live, rtol=0, atol=1e-12)
+    for a, b in zip(g_fast, g_slow):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_ar_is_causal_in_training_mode_with_dropout():
+    """With dropout on (the hand-written attention path), a later item still never reaches an earlier output."""
+    model = make_model(attention="AR", layers=2, dropout=0.3, attn_dropout=0.3).train()
+    x = seq(10)
+    y = x.clone()
+    y[0, 6] = y[0, 6] % N_ITEMS + 1  # change the item at position 6
+    torch.manual_seed(5)
+    a = model.hidden_states(x)
+    torch.manual_seed(5)
+    b = model.hidden_states(y)
+    torch.testing.assert_close(a[0, :6], b[0, :6], rtol=0, atol=0)
+    assert not torch.equal(a[0, 6:], b[0, 6:])

@@ -82,28 +82,36 @@ def attention_mask(real: torch.Tensor, attention: str, heads: int = 1, window: i
     return allowed.expand(-1, -1, L, -1) if allowed.shape[2] == 1 else allowed
 
 
-class _ByteDropout(torch.autograd.Function):
-    """Dropout whose mask comes from random bytes: ~3x cheaper than torch's Bernoulli draw on CPU.
+def _keep_mask(shape, threshold: int, device) -> torch.Tensor:
+    """uint8 0/1 mask, 0 with probability threshold / 128, from random bytes.
 
-    Each int64 from the generator gives eight 7-bit uniform numbers, so the drop probability is
-    rounded to a multiple of 1/128 (0.2 -> 26/128 = 0.203; 0.5 exact). The kept values are scaled
-    by 1 / (1 - p_effective), so the expectation is unchanged.
+    Each int64 from the generator gives eight 7-bit uniform numbers u; keep = (u + 128 - t) >> 7
+    is 1 exactly when u >= t. Integer ops in place on the bytes: several times cheaper on CPU than
+    torch's Bernoulli draw, a float compare or masked_fill, and a uint8 factor multiplies fast.
+    """
+    n = math.prod(shape)
+    bytes_ = torch.empty((n + 7) // 8, dtype=torch.int64, device=device).random_()
+    u = bytes_.view(torch.uint8)[:n].view(shape)
+    return u.bitwise_and_(127).add_(128 - threshold).bitwise_right_shift_(7)
+
+
+class _ByteDropout(torch.autograd.Function):
+    """Dropout with the mask of ``_keep_mask``: the drop probability is rounded to a multiple of
+    1/128 (0.2 -> 26/128 = 0.203; 0.5 exact). Kept values are scaled by 1 / (1 - p_effective), so
+    the expectation is unchanged.
     """
 
     @staticmethod
     def forward(ctx, x, threshold: int):
-        n = x.numel()
-        bytes_ = torch.empty((n + 7) // 8, dtype=torch.int64, device=x.device).random_()
-        drop = bytes_.view(torch.uint8)[:n].view(x.shape).bitwise_and_(127) < threshold
-        scale = 128.0 / (128 - threshold)
-        ctx.save_for_backward(drop)
-        ctx.scale = scale
-        return (x * scale).masked_fill_(drop, 0.0)
+        keep = _keep_mask(x.shape, threshold, x.device)
+        ctx.save_for_backward(keep)
+        ctx.scale = 128.0 / (128 - threshold)
+        return (x * keep).mul_(ctx.scale)
 
     @staticmethod
     def backward(ctx, grad):
-        (drop,) = ctx.saved_tensors
-        return (grad * ctx.scale).masked_fill_(drop, 0.0), None
+        (keep,) = ctx.saved_tensors
+        return (grad * keep).mul_(ctx.scale), None
 
 
 def dropout(x, p: float, training: bool):
@@ -125,6 +133,66 @@ class Dropout(nn.Module):
         return dropout(x, self.p, self.training)
 
 
+def additive_bias(allowed: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    """The bool mask as a float bias for the scores: 0 where allowed, the most negative float elsewhere.
+
+    Finite rather than -inf: a query with no allowed key (a padding query under a local window) gets
+    a uniform softmax instead of NaN, and padding rows never reach the loss. A mask that was only
+    broadcast over the queries (AE) stays one row per user, so the bias is as small as the mask.
+    """
+    if allowed.stride(2) == 0:
+        allowed = allowed[:, :, :1]
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+class _DropoutAttention(torch.autograd.Function):
+    """softmax(q k^T * scale + bias) with dropout on the probabilities, then @ v; batched (n, L, hs).
+
+    Written by hand because on CPU the attention probabilities (n x L x L) dominate memory traffic:
+    this makes 4 passes over them forward and 3 backward (scores with the bias, softmax, dropout,
+    and their gradients), where composing torch ops makes twice as many. The dropout mask drops
+    without rescaling; the 1 / keep factor is applied to the (much smaller) output instead.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, threshold: int, scale: float):
+        probs = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale).softmax(dim=-1)
+        keep = _keep_mask(probs.shape, threshold, q.device)
+        kept = probs * keep
+        keep_scale = 128.0 / (128 - threshold)
+        ctx.save_for_backward(q, k, v, probs, kept, keep)
+        ctx.scale, ctx.keep_scale = scale, keep_scale
+        return torch.bmm(kept, v).mul_(keep_scale)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        q, k, v, probs, kept, keep = ctx.saved_tensors
+        grad_y = grad_y * ctx.keep_scale
+        grad_v = torch.bmm(kept.transpose(1, 2), grad_y)
+        grad_kept = torch.bmm(grad_y, v.transpose(1, 2)) * keep
+        grad_scores = torch._softmax_backward_data(grad_kept, probs, -1, probs.dtype)
+        grad_q = torch.bmm(grad_scores, k).mul_(ctx.scale)
+        grad_k = torch.bmm(grad_scores.transpose(1, 2), q).mul_(ctx.scale)
+        return grad_q, grad_k, grad_v, None, None, None
+
+
+def dropout_attention(q, k, v, bias, p: float):
+    """Attention with dropout on the probabilities; q, k, v (B, H, L, hs), bias broadcastable to (B, H, L, L).
+
+    Same distribution as the composed ops: the drop probability is rounded to 1/128 like ``dropout``.
+    """
+    B, H, L, hs = q.shape
+    threshold = min(127, max(1, round(p * 128)))
+    Lq = bias.shape[2]  # 1 when the bias does not vary over queries
+    if bias.shape[0] == 1 and bias.shape[1] == 1:
+        bias = bias.reshape(1, Lq, L)
+    else:
+        bias = bias.expand(B, H, Lq, L).reshape(B * H, Lq, L)
+    y = _DropoutAttention.apply(q.reshape(B * H, L, hs), k.reshape(B * H, L, hs), v.reshape(B * H, L, hs),
+                                bias, threshold, 1.0 / math.sqrt(hs))
+    return y.view(B, H, L, hs)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: SARConfig):
         super().__init__()
@@ -133,7 +201,7 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(cfg.hidden, cfg.hidden)
         self.attn_dropout = cfg.attn_dropout
 
-    def forward(self, x, allowed, causal_only: bool, capture: list | None = None):
+    def forward(self, x, allowed, causal_only: bool, capture: list | None = None, bias=None):
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, H, L, hs)
         p = self.attn_dropout if self.training else 0.0
@@ -144,6 +212,8 @@ class SelfAttention(nn.Module):
                 y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             else:
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        elif capture is None and bias is not None and x.device.type == "cpu":
+            y = dropout_attention(q, k, v, bias, p)  # same maths as below, fewer passes over L x L
         else:
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.shape[-1]))  # (B, H, L, L)
             att = att.masked_fill(~allowed, torch.finfo(att.dtype).min).softmax(dim=-1)
@@ -176,12 +246,12 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(cfg.hidden)
         self.drop = Dropout(cfg.dropout)
 
-    def forward(self, x, allowed, causal_only, capture=None):
+    def forward(self, x, allowed, causal_only, capture=None, bias=None):
         if self.norm_first:  # SASRec: x + f(LN(x))
-            x = x + self.drop(self.attn(self.norm1(x), allowed, causal_only, capture))
+            x = x + self.drop(self.attn(self.norm1(x), allowed, causal_only, capture, bias))
             return x + self.drop(self.ffn(self.norm2(x)))
         # BERT4Rec: LN(x + f(x))
-        x = self.norm1(x + self.drop(self.attn(x, allowed, causal_only, capture)))
+        x = self.norm1(x + self.drop(self.attn(x, allowed, causal_only, capture, bias)))
         return self.norm2(x + self.drop(self.ffn(x)))
 
 
@@ -232,8 +302,14 @@ class SelfAttentiveRecommender(nn.Module):
         x = self.emb_drop(self.emb_norm(x))
         allowed = attention_mask(real, cfg.attention, cfg.heads, cfg.local_window, cfg.local_heads)
         causal_only = cfg.attention == "AR" and not (cfg.local_window > 0 and cfg.local_heads > 0)
+        bias = None
+        if self.training and cfg.attn_dropout > 0 and capture is None:
+            # The dropout-attention path adds the mask to the scores; with tail padding a causal mask
+            # alone is exact for real queries (see SelfAttention), and one (L, L) bias serves all users.
+            bias = additive_bias(torch.ones(L, L, dtype=torch.bool, device=items.device).tril()[None, None]
+                                 if causal_only else allowed, x.dtype)
         for block in self.blocks:
-            x = block(x, allowed, causal_only, capture)
+            x = block(x, allowed, causal_only, capture, bias)
         return self.final_norm(x)
 
     @property
