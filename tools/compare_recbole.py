@@ -61,7 +61,7 @@ def sarbench_side(data_dir: str | None, epochs: int, threads: int, seed: int) ->
 
     from sarbench.data import load_dataset
     from sarbench.presets import preset
-    from sarbench.train import Trainer
+    from sarbench.train import Trainer, release_freed_memory
 
     if threads:
         torch.set_num_threads(threads)
@@ -81,6 +81,7 @@ def sarbench_side(data_dir: str | None, epochs: int, threads: int, seed: int) ->
     for e in range(epochs):
         t, c = time.perf_counter(), time.process_time()
         losses.append(trainer.train_epoch())
+        release_freed_memory()  # as Trainer.fit does after every epoch (its cost lands in the next epoch)
         epoch_s.append(time.perf_counter() - t)
         epoch_cpu_s.append(time.process_time() - c)
         log.info("sarbench epoch %d: %.2f s, loss %.4f", e + 1, epoch_s[-1], losses[-1])
