@@ -262,6 +262,21 @@ def record_labels(records: Sequence[ResultRecord]) -> list[tuple[str, str]]:
     return out
 
 
+def _join_notes(notes) -> str:
+    """Distinct non-empty notes in order, "; "-joined (a not-comparable note stays first)."""
+    seen = list(dict.fromkeys(n for part in notes if isinstance(part, str) for n in part.split("; ") if n))
+    return "; ".join(sorted(seen, key=lambda n: not n.startswith(NOT_COMPARABLE)))
+
+
+def stopping_note(rec: ResultRecord) -> str:
+    """A paper-scale run that did not reach the protocol's early stop says so: its numbers are not final."""
+    stopped = (rec.extra or {}).get("stopped")
+    if rec.scale != "paper" or stopped in (None, "patience"):
+        return ""
+    return (f"{rec.attention} stopped by {stopped} after {rec.epochs} epochs (best {rec.extra.get('best_epoch')}), "
+            f"before the early stop")
+
+
 def records_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:
     """One row per record and metric: ``table, scale, dataset, fingerprint, variant, loss, attention,
     seed, metric, value, case_id, note`` (dataset and variant are the labels of :func:`record_labels`).
@@ -269,7 +284,7 @@ def records_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:
     records = list(records)
     rows = []
     for rec, (dataset, variant) in zip(records, record_labels(records)):
-        note = comparability(rec.dataset, rec.fingerprint, rec.scale)
+        note = _join_notes([comparability(rec.dataset, rec.fingerprint, rec.scale), stopping_note(rec)])
         for metric, value in rec.metrics.items():
             rows.append({
                 "table": rec.table,
@@ -300,7 +315,7 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=[*keys, "value", "std", "n_seeds", "note"])
     grouped = frame.groupby(keys, sort=False)
     out = grouped["value"].agg(value="mean", std="std", n_seeds="count").reset_index()
-    out["note"] = grouped["note"].first().to_numpy()
+    out["note"] = grouped["note"].agg(_join_notes).to_numpy()
     return out
 
 
@@ -320,7 +335,7 @@ def comparison_table(ours: pd.DataFrame, paper: pd.DataFrame | None) -> pd.DataF
         part = stats.xs(att, level="attention") if att in stats.index.get_level_values("attention") else None
         for col, src in ((att, "value"), (f"{att} std", "std"), (f"{att} n", "n_seeds")):
             wide[col] = part[src].reindex(wide.index) if part is not None and src in part else np.nan
-    notes = stats["note"].groupby(level=CELL_KEYS).first() if "note" in stats else pd.Series(dtype=object)
+    notes = stats["note"].groupby(level=CELL_KEYS).agg(_join_notes) if "note" in stats else pd.Series(dtype=object)
     if paper is not None and not paper.empty:
         ppr = paper.set_index([*CELL_KEYS, "attention"])["value"].unstack("attention")
         ppr = ppr.reindex(columns=["AE", "AR"])

@@ -218,3 +218,21 @@ def test_empty_results_give_an_empty_report(tmp_path):
     assert sorted(p.name for p in paths) == ["report.md", "summary.txt"]
     assert "No results to report" in (tmp_path / "out" / "report.md").read_text()
     assert "no results" in summary_text(build_tables([]))
+
+
+def test_runs_stopped_before_the_early_stop_are_marked():
+    records = make_records("ml-1m", seeds=(0,), per_user=False)
+    ae = next(r for r in records if r.attention == "AE")
+    ae.extra = {"stopped": "interrupted", "best_epoch": 58}
+    ae.epochs = 58
+    for r in records:
+        if r.attention == "AR":
+            r.extra = {"stopped": "patience", "best_epoch": 80}
+    table = next(s.table for s in build_tables(records).sections if s.name.startswith("table4"))
+    assert (table["note"] == "AE stopped by interrupted after 58 epochs (best 58), before the early stop").all()
+    # with a not-comparable reason as well, that one stays first
+    for r in records:
+        r.fingerprint = "0000000000000000"
+    table = next(s.table for s in build_tables(records).sections if s.name.startswith("table4"))
+    notes = table["note"]
+    assert notes.str.startswith("not comparable").all() and notes.str.contains("AE stopped by interrupted").all()
