@@ -89,7 +89,8 @@ def direction(dataset, bench, run):
     runs = {a: [run(table="vanilla", dataset=dataset, design="vanilla", attention=a, seed=s)
                 for s in range(bench.seeds)] for a in ("AE", "AR")}
     cmp = compare_records(runs["AR"], runs["AE"], metric="N@10")
-    found = (f"{dataset}: AR NDCG@10 {cmp.mean_ar:.4f} vs AE {cmp.mean_ae:.4f} ({cmp.rel_gain_pct:+.1f}%), "
+    gain = "AE is 0" if cmp.mean_ae == 0 else f"{cmp.rel_gain_pct:+.1f}%"
+    found = (f"{dataset}: AR NDCG@10 {cmp.mean_ar:.4f} vs AE {cmp.mean_ae:.4f} ({gain}), "
              f"p={cmp.p_value:.3g}, 95% CI of AR-AE [{cmp.ci_low:.4f}, {cmp.ci_high:.4f}], "
              f"{cmp.n} users x {bench.seeds} seed(s): {cmp.verdict}")
     if bench.scale.name != "paper":
