@@ -277,6 +277,16 @@ def stopping_note(rec: ResultRecord) -> str:
             f"before the early stop")
 
 
+def _display_path(path) -> str:
+    """The results folder as the report names it: relative to the working directory when inside it,
+    else only its name (a report is committed and shared; a machine's absolute paths are noise)."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return p.name if p.is_absolute() else str(p)
+
+
 def records_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:
     """One row per record and metric: ``table, scale, dataset, fingerprint, variant, loss, attention,
     seed, metric, value, case_id, note`` (dataset and variant are the labels of :func:`record_labels`).
@@ -747,7 +757,7 @@ def build_report(
     if not results.exists():
         log.warning("results folder %s does not exist; the report will be empty", results)
     records = ResultStore(results).records()
-    report = build_tables(records, data_stats=data_stats, fingerprints=fingerprints, source=str(results))
+    report = build_tables(records, data_stats=data_stats, fingerprints=fingerprints, source=_display_path(results))
     paths = write_report(report, out_dir, formats)
     log.info("report of %d record(s) written to %s", report.n_records, out_dir)
     return paths
