@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from compare_recbole import cpu_model  # sibling script in tools/
 
 SIZES = dict(hidden=64, layers=2, heads=1, batch_size=256, dropout=0.2, attn_dropout=0.2)
 MAX_LEN = {"ml-1m": 200}  # others: the preset's (50)
@@ -80,7 +81,7 @@ def worker(dataset: str, device: str, epochs: int, threads: int, data_dir: str |
         times.append(time.perf_counter() - t)
     return {
         "dataset": dataset,
-        "device": torch.cuda.get_device_name() if cuda else cpu_name(),
+        "device": torch.cuda.get_device_name() if cuda else cpu_model(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "users": ds.num_users,
@@ -97,20 +98,10 @@ def worker(dataset: str, device: str, epochs: int, threads: int, data_dir: str |
     }
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def report(results: list[dict], device: str, load: tuple, command: str) -> str:
     lines = [f"# Training epoch speed and memory ({device})", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `tools/epoch_speed.py`.", "",
-             f"- machine: {cpu_name()}, {os.cpu_count()} logical cores; "
+             f"- machine: {cpu_model()}, {os.cpu_count()} logical cores; "
              f"device: {results[0]['device']}; torch {results[0]['torch']}, {results[0]['threads']} threads",
              f"- load average at the start (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in load)}",
              f"- Vanilla-AR, d={SIZES['hidden']}, {SIZES['layers']} layers, {SIZES['heads']} head, batch "
