@@ -11,6 +11,7 @@ membership stay random every epoch.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import os
@@ -61,7 +62,9 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
 
 
+@functools.lru_cache(maxsize=None)
 def _libc():
+    """glibc, loaded once (find_library runs ldconfig); None where there is no mallopt/malloc_trim."""
     import ctypes
     import ctypes.util
 
