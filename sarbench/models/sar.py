@@ -82,6 +82,11 @@ def attention_mask(real: torch.Tensor, attention: str, heads: int = 1, window: i
     return allowed.expand(-1, -1, L, -1) if allowed.shape[2] == 1 else allowed
 
 
+def _drop_threshold(p: float) -> int:
+    """The drop probability as t/128 with t in 1..127, the resolution of ``_keep_mask``."""
+    return min(127, max(1, round(p * 128)))
+
+
 def _keep_mask(shape, threshold: int, device) -> torch.Tensor:
     """uint8 0/1 mask, 0 with probability threshold / 128, from random bytes.
 
@@ -120,8 +125,7 @@ def dropout(x, p: float, training: bool):
         return x
     if x.device.type != "cpu" or not x.requires_grad:
         return F.dropout(x, p, training=True)
-    threshold = min(127, max(1, round(p * 128)))
-    return _ByteDropout.apply(x, threshold)
+    return _ByteDropout.apply(x, _drop_threshold(p))
 
 
 class Dropout(nn.Module):
@@ -182,7 +186,7 @@ def dropout_attention(q, k, v, bias, p: float):
     Same distribution as the composed ops: the drop probability is rounded to 1/128 like ``dropout``.
     """
     B, H, L, hs = q.shape
-    threshold = min(127, max(1, round(p * 128)))
+    threshold = _drop_threshold(p)
     Lq = bias.shape[2]  # 1 when the bias does not vary over queries
     if bias.shape[0] == 1 and bias.shape[1] == 1:
         bias = bias.reshape(1, Lq, L)
