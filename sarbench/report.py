@@ -262,10 +262,13 @@ def record_labels(records: Sequence[ResultRecord]) -> list[tuple[str, str]]:
     return out
 
 
+NOTE_SEP = " | "  # between notes; a not-comparable note lists its own reasons with "; "
+
+
 def _join_notes(notes) -> str:
-    """Distinct non-empty notes in order, "; "-joined (a not-comparable note stays first)."""
-    seen = list(dict.fromkeys(n for part in notes if isinstance(part, str) for n in part.split("; ") if n))
-    return "; ".join(sorted(seen, key=lambda n: not n.startswith(NOT_COMPARABLE)))
+    """Distinct non-empty notes in order, joined by NOTE_SEP (a not-comparable note stays first)."""
+    seen = list(dict.fromkeys(n for part in notes if isinstance(part, str) for n in part.split(NOTE_SEP) if n))
+    return NOTE_SEP.join(sorted(seen, key=lambda n: not n.startswith(NOT_COMPARABLE)))
 
 
 def stopping_note(rec: ResultRecord) -> str:
