@@ -285,13 +285,19 @@ def test_config_rejects_bad_values(kw, match):
 # --- the hand-written dropout paths -------------------------------------------------------------
 
 
-def test_keep_mask_rule_is_exact_for_every_byte_and_threshold():
-    from sarbench.models.sar import _keep_mask  # noqa: F401  (the rule below is the one it applies)
+def test_keep_mask_is_exactly_u_at_least_t_for_every_byte_and_threshold():
+    """_keep_mask keeps a position exactly when its 7-bit random number u is >= t, for every t."""
+    from sarbench.models.sar import _keep_mask
 
-    u = torch.arange(256, dtype=torch.uint8)
+    n = 4096  # 4,096 random bytes: every 7-bit value occurs (checked at the end)
     for t in range(1, 128):
-        keep = (u & 127).add(128 - t).bitwise_right_shift(7)
-        assert torch.equal(keep.bool(), (u & 127) >= t), t
+        torch.manual_seed(t)
+        keep = _keep_mask((n,), t, "cpu")
+        torch.manual_seed(t)  # the same draw, read as plain bytes
+        u = torch.empty((n + 7) // 8, dtype=torch.int64).random_().view(torch.uint8)[:n] & 127
+        assert keep.dtype == torch.uint8
+        assert torch.equal(keep.bool(), u >= t), t
+    assert len(torch.unique(u)) == 128
 
 
 def test_byte_dropout_keeps_the_expectation():
