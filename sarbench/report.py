@@ -262,7 +262,7 @@ def record_labels(records: Sequence[ResultRecord]) -> list[tuple[str, str]]:
     return out
 
 
-NOTE_SEP = " | "  # between notes; a not-comparable note lists its own reasons with "; "
+NOTE_SEP = " / "  # between notes (safe in Markdown cells); a not-comparable note lists its reasons with "; "
 
 
 def _join_notes(notes) -> str:
