@@ -1,10 +1,12 @@
 """Benchmark cases: what one parametrized case of `pytest bench` trains, stores and reports.
 
 A case is (table, dataset, preset, loss, seed) at a scale. ``run_case`` trains it (or returns the
-stored record with the same configuration, data fingerprint, seed, scale and code version), tests
-it, evaluates the most-popular baseline on the same split, and writes one record to the results
-store the moment it finishes. A training checkpoint next to the store lets an interrupted case
-resume where it stopped.
+stored record with the same configuration, data fingerprint, seed, scale and results version),
+tests it under both exclusion rules (the authors' input-window rule first, then the full history),
+evaluates the most-popular baseline on the same split, and writes one record to the results store
+the moment it finishes. A training checkpoint next to the store lets an interrupted case resume
+where it stopped; a record whose run did not finish (``stopped`` "time" or "interrupted") keeps its
+checkpoint, and the next run of the case continues it.
 
 Scales:
     smoke: a seeded subset of users (items re-indexed to those that occur), a few epochs, short
@@ -24,10 +26,10 @@ import torch
 
 from .baselines import MostPopular
 from .data import DATASETS, SYNTHETIC, SequenceDataset, load_dataset
-from .evaluate import evaluate
+from .evaluate import DEFAULT_RULES, evaluate
 from .presets import preset
-from .store import ResultRecord, ResultStore, code_version, make_key, make_record
-from .train import Trainer
+from .store import ResultRecord, ResultStore, make_key, make_record
+from .train import UNFINISHED, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -118,54 +120,68 @@ def model_path(store: ResultStore, key: str) -> Path:
 def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int, scale: Scale,
              device: str, data: DataCache, store: ResultStore, rerun: bool = False,
              checkpoints: Path | None = None, model_overrides: dict | None = None,
-             variant: str | None = None) -> ResultRecord:
-    """Train (or reuse) one case and store its record; the trained weights go to model_path()."""
+             variant: str | None = None, on_epoch=None, catch_interrupt: bool = False) -> ResultRecord:
+    """Train (or reuse) one case and store its record; the trained weights go to model_path().
+
+    A stored record of the same key is returned as it is, unless its run did not finish and its
+    checkpoint is there: then training continues from the checkpoint and the record is replaced.
+    ``on_epoch`` and ``catch_interrupt`` are passed to :meth:`Trainer.fit`.
+    """
     ds = data.get(dataset, scale)
     model_cfg, train_cfg = configure(dataset, design, attention, ds, scale, seed, device, model_overrides)
     variant = variant or DESIGN_VARIANT[design]
     cid = case_id(table, dataset, attention, train_cfg.loss, "" if table == "vanilla" else variant)
     config = {"model": asdict(model_cfg), "train": asdict(train_cfg)}
-    key = make_key(cid, config, ds.fingerprint(), seed, scale.name, code_version())
+    key = make_key(cid, config, ds.fingerprint(), seed, scale.name)
+    ckpt = (checkpoints / f"{key}.pt") if checkpoints else None
     if not rerun:
         found = store.find(key)
-        if found is not None:
+        unfinished = found is not None and found.extra.get("stopped") in UNFINISHED
+        if found is not None and not (unfinished and ckpt is not None and ckpt.exists()):
             log.info("%s seed %d: reusing stored result %s", cid, seed, key)
             return found
     split = ds.split()
-    ckpt = (checkpoints / f"{key}.pt") if checkpoints else None
     start = time.perf_counter()
     trainer = Trainer(model_cfg, train_cfg, split, checkpoint=ckpt)
     setup = time.perf_counter() - start
-    result = trainer.fit(resume=not rerun)
+    result = trainer.fit(resume=not rerun, on_epoch=on_epoch, catch_interrupt=catch_interrupt)
     wall = setup + result.wall_time  # a resumed run counts the epochs of its earlier processes too
     popular = evaluate(MostPopular(split.train), split, stage="test", max_len=model_cfg.max_len,
-                       exclude_history=train_cfg.exclude_history)
+                       exclude=DEFAULT_RULES)
     test = result.test
     info = DATASETS.get(dataset)
+    rules = list(test.ranks_by_rule)
     record = make_record(
         case_id=cid, table=table, dataset=dataset, model="bert4rec" if design == "vanilla" else "modsar",
         attention=attention, loss=train_cfg.loss, config=config, fingerprint=ds.fingerprint(), seed=seed,
         scale=scale.name, metrics=test.metrics, device=device,
         variant=variant,
-        per_user={"users": test.users, "rank": test.ranks},
+        per_user={"users": test.users, "rank": test.ranks,
+                  **{f"rank_{rule}": r for rule, r in test.ranks_by_rule.items() if rule != test.exclusion}},
         valid_metrics=result.best_valid, data_stats=ds.stats().as_dict(), wall_time_s=wall,
         epochs=result.epochs,
         extra={
             "best_epoch": result.best_epoch,
             "stopped": result.stopped,
+            "exclusion": test.exclusion,
+            "input_window": test.window,
+            "metrics_by_rule": test.metrics_by_rule,
             "most_popular": popular.metrics,
-            "most_popular_per_user": {"users": popular.users.tolist(), "rank": popular.ranks.tolist()},
+            "most_popular_by_rule": popular.metrics_by_rule,
+            "most_popular_per_user": {"users": popular.users.tolist(), "rank": popular.ranks.tolist(),
+                                      **{f"rank_{rule}": popular.ranks_by_rule[rule].tolist()
+                                         for rule in rules if rule != popular.exclusion}},
             "epoch_seconds": [round(h["epoch_time"], 3) for h in result.history],
             "paper_version": bool(info and info.paper_fingerprint == ds.fingerprint()),
             "tie_rule": test.tie_rule,
-            "exclude_history": test.exclude_history,
+            "precision": "fp32" if torch.device(device).type != "cuda" else train_cfg.precision,
         },
     )
     weights = model_path(store, record.key)
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model_config": asdict(model_cfg), "state_dict": trainer.model.state_dict()}, weights)
     store.write(record)
-    if ckpt is not None and ckpt.exists():
+    if ckpt is not None and ckpt.exists() and result.stopped not in UNFINISHED:
         ckpt.unlink()
     return record
 

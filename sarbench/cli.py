@@ -518,7 +518,81 @@ def add_report_commands(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
-COMMAND_GROUPS: list[Callable] = [add_data_commands, add_train_commands, add_report_commands]
+# --- sarbench run -----------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """One benchmark case through the code path of `pytest bench` (cases.run_case), resumable."""
+    import signal
+    from dataclasses import replace
+
+    import torch
+
+    from .cases import SCALES, DataCache, run_case
+    from .store import ResultStore
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"sarbench: error: --device {args.device}: no CUDA device is available", file=sys.stderr)
+        return 1
+
+    def interrupt(signum, frame):  # a `kill` ends the run like Ctrl-C: the best state is tested and stored
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    scale = replace(SCALES[args.scale], max_minutes=args.max_minutes)
+    results = Path(args.results)
+    table = "vanilla" if args.design == "vanilla" else "design"
+
+    def on_epoch(row):
+        valid = row.get("valid", {})
+        line = (f"{args.dataset} {args.design}-{args.attention} seed {args.seed}: epoch {row['epoch']:>4} "
+                f"loss {row['loss']:.4f} train {row['epoch_time']:.1f}s all {row['wall_time']:.1f}s")
+        if valid:
+            line += " valid " + " ".join(f"{k} {valid[k]:.4f}" for k in ("R@10", "N@10") if k in valid)
+        print(line, flush=True)
+
+    record = run_case(table=table, dataset=args.dataset, design=args.design, attention=args.attention,
+                      seed=args.seed, scale=scale, device=args.device, data=DataCache(args.data_dir),
+                      store=ResultStore(results), checkpoints=results / "checkpoints", rerun=args.rerun,
+                      on_epoch=on_epoch, catch_interrupt=True)
+    metrics = " ".join(f"{k} {v:.4f}" for k, v in record.metrics.items())
+    print(f"{record.case_id} seed {record.seed}: stopped ({record.extra['stopped']}) after {record.epochs} epochs, "
+          f"best {record.extra['best_epoch']}, {record.wall_time_s / 60:.1f} min; test ({record.extra['exclusion']} "
+          f"exclusion) {metrics}")
+    print(f"record: {ResultStore(results).path_for(record)}")
+    return 0
+
+
+def add_run_commands(sub) -> None:
+    """The ``run`` command: one benchmark case, stored and resumable, outside pytest."""
+    from .presets import DESIGNS
+
+    p = sub.add_parser(
+        "run", help="run one benchmark case (as `pytest bench` would) and store its record; resumable",
+        description="Train one case of the benchmark through the same code path as `pytest bench`, store its "
+        "record (and best weights) in the results folder, and keep an epoch checkpoint. Run the same command "
+        "again to continue an interrupted or time-capped run from its checkpoint. SIGTERM and Ctrl-C stop it "
+        "cleanly: the best state is tested and stored with stopped=interrupted.",
+    )
+    p.add_argument("--dataset", required=True, help=f"dataset name ({', '.join([*DATASETS, SYNTHETIC])})")
+    p.add_argument("--attention", required=True, choices=["AE", "AR"], help="AE (bidirectional) or AR (causal)")
+    p.add_argument("--design", default="vanilla", choices=list(DESIGNS), help="preset design (default: vanilla)")
+    p.add_argument("--scale", default="paper", choices=["smoke", "paper"], help="scale (default: paper)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--data-dir", default=None, help=f"folder with the real datasets (default: ${DATA_ENV})")
+    p.add_argument("--results", default="results", help="results folder (default: results)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default (default: 0)")
+    p.add_argument("--max-minutes", type=float, default=0.0,
+                   help="stop training after this many minutes of this process, test and store the best state "
+                   "(stopped=time; run again to continue); 0 = no cap (default: 0)")
+    p.add_argument("--rerun", action="store_true", help="train from scratch even if a record exists (default: reuse)")
+    p.set_defaults(func=cmd_run)
+
+
+COMMAND_GROUPS: list[Callable] = [add_data_commands, add_train_commands, add_run_commands, add_report_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

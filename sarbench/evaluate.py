@@ -11,9 +11,18 @@ column 0 (padding) is never ranked and any column past ``num_items`` (a MASK tok
 cut off before ranking. Putting the model in eval mode is the scorer's business; :func:`evaluate`
 only guarantees ``torch.no_grad()``.
 
-Every item of the user's *full* history (not just the ``max_len`` window) is excluded from the
-candidates when ``exclude_history`` is true, except the target itself, which is always ranked (a
-repeated item). Ties count against the target (see :mod:`sarbench.metrics`).
+**Which seen items are excluded from the candidates.** Two rules, computed from one scoring pass
+(every result keeps the ranks under both):
+
+* ``"input"`` (the authors' rule, protocol.md §4, and the one every comparison with the paper uses):
+  the ids in the model's input window, i.e. the user's last ``window`` history items, where
+  ``window`` is the scorer's ``history_window`` (a scorer that appends a [MASK] sees one history
+  item less: ``max_len - 1``) or ``max_len`` when it declares none;
+* ``"history"``: every item of the user's *full* history, however long;
+* ``"none"``: nothing is excluded.
+
+Under every rule the target itself is always ranked (a repeated item stays a candidate), and ties
+count against the target (see :mod:`sarbench.metrics`).
 """
 
 from __future__ import annotations
@@ -28,17 +37,22 @@ import torch
 from .data.sequences import Split
 from .metrics import TIE_RULE, _check_ks, metric_table_per_user, ranks_from_scores
 
-__all__ = ["EvalResult", "evaluate", "history_matrix"]
+__all__ = ["DEFAULT_RULES", "EvalResult", "PAPER_RULE", "RULES", "evaluate", "history_matrix", "input_window"]
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("valid", "test")
+RULES = ("input", "history", "none")
+PAPER_RULE = "input"  # what the authors' code did; every comparison with the paper uses it
+DEFAULT_RULES = ("input", "history")
 
 
 @dataclass(frozen=True, eq=False)
 class EvalResult:
     """Metrics of one evaluation run.
 
+    ``metrics``, ``per_user`` and ``ranks`` are those of the first (primary) exclusion rule,
+    ``exclusion``; ``ranks_by_rule`` and ``metrics_by_rule`` hold every rule that was computed.
     ``per_user[name][j]`` belongs to dataset user ``users[j]``; ``metrics[name]`` is its mean.
     """
 
@@ -46,23 +60,28 @@ class EvalResult:
     per_user: dict[str, np.ndarray]
     users: np.ndarray  # dataset user indices, aligned with per_user and ranks
     stage: str
-    exclude_history: bool
+    exclusion: str
     num_users: int
     ranks: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # 0-based, per user
     ks: tuple[int, ...] = (5, 10, 20)
     max_len: int = 50
     tie_rule: str = TIE_RULE
+    window: int = 50  # history items in the scorer's input (the "input" rule's window)
+    ranks_by_rule: dict[str, np.ndarray] = field(default_factory=dict)
+    metrics_by_rule: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def summary(self) -> dict:
         """The JSON-ready part of the result: metrics and settings, no per-user arrays."""
         return {
             "metrics": dict(self.metrics),
+            "metrics_by_rule": {r: dict(m) for r, m in self.metrics_by_rule.items()},
             "stage": self.stage,
-            "exclude_history": self.exclude_history,
+            "exclusion": self.exclusion,
             "tie_rule": self.tie_rule,
             "num_users": self.num_users,
             "ks": list(self.ks),
             "max_len": self.max_len,
+            "window": self.window,
         }
 
 
@@ -114,8 +133,22 @@ def history_matrix(split: Split, stage: str, max_len: int, idx: np.ndarray | Non
     return hist.astype(np.int64), win.astype(np.int64), np.asarray(targets, dtype=np.int64)
 
 
+def _window_mask(hist: torch.Tensor, lengths: torch.Tensor, window: int, num_cols: int) -> torch.Tensor:
+    """Bool (B, num_cols) marking each user's last ``window`` history items (the "input" rule).
+
+    ``hist`` (B, L) is left-aligned with ``lengths`` real items per row, as built by history_matrix.
+    """
+    pos = torch.arange(hist.shape[1], device=hist.device)[None, :]
+    inside = (pos < lengths[:, None]) & (pos >= lengths[:, None] - window)
+    cols = torch.where(inside, hist, torch.zeros_like(hist))  # outside the window -> padding column
+    mask = torch.zeros(hist.shape[0], num_cols, dtype=torch.bool, device=hist.device)
+    mask.scatter_(1, cols, True)
+    mask[:, 0] = False
+    return mask
+
+
 def _exclusion_mask(split: Split, stage: str, idx: np.ndarray, num_cols: int, device) -> torch.Tensor:
-    """Bool (B, num_cols) marking every item of each user's full stage history."""
+    """Bool (B, num_cols) marking every item of each user's full stage history (the "history" rule)."""
     starts, lengths, extra, _ = _stage_arrays(split, stage, idx)
     total = int(lengths.sum())
     rows = np.repeat(np.arange(len(idx)), lengths)
@@ -153,12 +186,33 @@ def _select_users(split: Split, users) -> np.ndarray:
     return idx.astype(np.int64)
 
 
+def _check_rules(exclude) -> tuple[str, ...]:
+    rules = (exclude,) if isinstance(exclude, str) else tuple(exclude)
+    if not rules:
+        raise ValueError(f"exclude names no rule; rules: {', '.join(RULES)}")
+    for rule in rules:
+        if rule not in RULES:
+            raise ValueError(f"unknown exclusion rule {rule!r}; rules: {', '.join(RULES)}")
+    if len(set(rules)) != len(rules):
+        raise ValueError(f"exclusion rules repeat: {rules}")
+    return rules
+
+
+def input_window(scorer, max_len: int) -> int:
+    """How many of the user's last history items the scorer's input holds (the "input" rule)."""
+    window = getattr(scorer, "history_window", None)
+    window = window(max_len) if callable(window) else (window or max_len)
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 1 <= window <= max_len:
+        raise ValueError(f"{type(scorer).__name__}.history_window gave {window!r}; expected 1..{max_len}")
+    return int(window)
+
+
 def evaluate(
     scorer,
     split: Split,
     stage: str = "test",
     ks: Sequence[int] = (5, 10, 20),
-    exclude_history: bool = True,
+    exclude: str | Sequence[str] = DEFAULT_RULES,
     max_len: int = 50,
     batch_size: int = 512,
     device: str | torch.device = "cpu",
@@ -172,8 +226,9 @@ def evaluate(
         stage: ``"valid"`` (history = train sequence, target = validation item) or ``"test"``
             (history = train sequence + validation item, target = test item).
         ks: cut-offs; the result holds ``"R@k"`` and ``"N@k"`` for each.
-        exclude_history: drop every item of the user's full history from the candidates (the
-            target stays a candidate).
+        exclude: the exclusion rule, or several (the first is the primary one that fills
+            ``metrics``/``ranks``): ``"input"`` (ids in the scorer's input window, the authors'
+            rule), ``"history"`` (the full history) or ``"none"``; the target stays a candidate.
         max_len: width of the history matrix handed to the scorer; each user's last
             ``min(len, max_len)`` items.
         batch_size: users per scorer call.
@@ -197,17 +252,19 @@ def evaluate(
     if stage not in STAGES:
         raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
     ks = _check_ks(ks)
+    rules = _check_rules(exclude)
     idx = _select_users(split, users)
     if len(idx) == 0:
         raise ValueError(f"split of {split.dataset.name!r} has no evaluable user (all sequences shorter than 3)")
     device = torch.device(device)
     num_cols = split.dataset.num_items + 1
     hist_all, len_all, tgt_all = history_matrix(split, stage, max_len, idx)
+    window = input_window(scorer, max_len) if "input" in rules else max_len
     hist_all, len_all, tgt_all = (torch.from_numpy(a) for a in (hist_all, len_all, tgt_all))
     # Scorers with user embeddings (SSE-PT) declare ``uses_users`` and get the dataset user indices.
     user_ids = torch.from_numpy(split.eval_users[idx]) if getattr(scorer, "uses_users", False) else None
 
-    ranks = []
+    ranks: dict[str, list] = {rule: [] for rule in rules}
     with torch.no_grad():
         for lo in range(0, len(idx), batch_size):
             hi = min(lo + batch_size, len(idx))
@@ -228,29 +285,40 @@ def evaluate(
                     f"expected ({hi - lo}, >= {num_cols}) (ids 0..{num_cols - 1})"
                 )
             scores = scores[:, :num_cols]  # extra tokens (MASK, unused ids) are never ranked
-            exclude = _exclusion_mask(split, stage, idx[lo:hi], num_cols, scores.device) if exclude_history else None
-            ranks.append(ranks_from_scores(scores, tgt_all[lo:hi].to(scores.device), exclude).cpu())
+            targets = tgt_all[lo:hi].to(scores.device)
+            for rule in rules:  # one scoring pass, every rule
+                if rule == "input":
+                    mask = _window_mask(hist.to(scores.device), lengths.to(scores.device), window, num_cols)
+                elif rule == "history":
+                    mask = _exclusion_mask(split, stage, idx[lo:hi], num_cols, scores.device)
+                else:
+                    mask = None
+                ranks[rule].append(ranks_from_scores(scores, targets, mask).cpu())
             logger.debug("evaluated users %d..%d of %d", lo, hi, len(idx))
 
-    ranks_np = torch.cat(ranks).numpy()
-    per_user = metric_table_per_user(ranks_np, ks)
-    metrics = {name: float(v.mean()) for name, v in per_user.items()}
+    ranks_by_rule = {rule: torch.cat(r).numpy() for rule, r in ranks.items()}
+    per_user_by_rule = {rule: metric_table_per_user(r, ks) for rule, r in ranks_by_rule.items()}
+    metrics_by_rule = {rule: {name: float(v.mean()) for name, v in pu.items()} for rule, pu in per_user_by_rule.items()}
+    primary = rules[0]
     logger.info(
-        "%s %s on %d users (exclude_history=%s): %s",
+        "%s %s on %d users (exclusion %s): %s",
         split.dataset.name,
         stage,
         len(idx),
-        exclude_history,
-        ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
+        primary,
+        ", ".join(f"{k}={v:.4f}" for k, v in metrics_by_rule[primary].items()),
     )
     return EvalResult(
-        metrics=metrics,
-        per_user=per_user,
+        metrics=metrics_by_rule[primary],
+        per_user=per_user_by_rule[primary],
         users=split.eval_users[idx].copy(),
         stage=stage,
-        exclude_history=bool(exclude_history),
+        exclusion=primary,
         num_users=len(idx),
-        ranks=ranks_np,
+        ranks=ranks_by_rule[primary],
         ks=ks,
         max_len=int(max_len),
+        window=int(window),
+        ranks_by_rule=ranks_by_rule,
+        metrics_by_rule=metrics_by_rule,
     )

@@ -9,12 +9,17 @@ parallel (pytest-xdist) never write the same file unless they ran the very same 
 last complete write wins.
 
 **The record key** decides whether a stored result can be reused instead of retraining. It is a hash
-of the case id, the configuration (the frozen dataclass as a dict), the data fingerprint, the seed,
-the scale and the code version. The code version includes the ``-dirty`` mark on purpose: a result
-produced from an uncommitted tree is never reused by a run from a clean tree (and vice versa). Two
-different uncommitted states of the same commit share a key, since the mark does not say *what*
-changed; use ``--rerun`` after editing code without committing. Device, host, timings and the
+of what determines the result: the case id, the configuration (the frozen dataclass as a dict,
+without run controls such as a time cap or a progress bar, ``RUN_CONTROLS``), the data
+fingerprint, the seed, the scale and the results version (:mod:`sarbench.provenance`), which is
+bumped on purpose when a change moves results. Not the commit: a README edit or a refactor does
+not invalidate hours of training. A record of another results version is *stale*: it is never
+reused, and reports show it as stale. The commit (``code_version``) and a hash of the
+result-determining source (``source_hash``) are recorded for provenance. Host, timings and the
 metrics themselves are recorded but are not part of the key.
+
+Records written before results versions existed (schema 1) keep their old key (which hashed the
+code version); they read as results version 1, so as stale.
 
 Corrupt or partial files (a crash of an older tool, a disk full, a hand edit) are skipped with a
 :class:`CorruptRecordWarning` that names the file; they never stop a report.
@@ -55,10 +60,13 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .provenance import RESULTS_VERSION, source_hash
 
 log = logging.getLogger(__name__)
 
-SCHEMA = 1
+SCHEMA = 2
+# Train-config fields that control a run without changing its result; left out of the key.
+RUN_CONTROLS: tuple[str, ...] = ("progress", "max_minutes")
 TABLES: tuple[str, ...] = ("vanilla", "design", "hf", "analysis")
 ATTENTIONS: tuple[str, ...] = ("AE", "AR")
 SCALES: tuple[str, ...] = ("smoke", "paper")
@@ -90,12 +98,14 @@ def code_version(package_dir: str | None = None) -> str:
 
     The commit is only taken when the package's own files are tracked by that repository (an
     installed copy inside some unrelated repository gets no hash). ``-dirty`` means tracked files
-    differ from the commit. Outside git (or without a git executable) it is the bare version.
-    Computed once per process: the code a process runs does not change under it.
+    differ from the commit. Outside git, ``$SARBENCH_COMMIT`` names the commit when set (a copy of
+    the working tree without ``.git``, such as a GPU machine's, is told it by the script that
+    sends it); else it is the bare version. Computed once per process.
     """
     here = Path(package_dir) if package_dir else Path(__file__).resolve().parent
     if _git(["ls-files", "--error-unmatch", "__init__.py"], here) is None:
-        return __version__
+        commit = os.environ.get("SARBENCH_COMMIT", "").strip()
+        return f"{__version__}+g{commit[:12]}" if commit and not package_dir else __version__
     commit = _git(["rev-parse", "--short=12", "HEAD"], here)
     if not commit:
         return __version__
@@ -167,27 +177,46 @@ def config_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dict(config), default=_jsonable, sort_keys=True))
 
 
+def identity_config(config: Any) -> dict[str, Any]:
+    """The configuration without run controls (``RUN_CONTROLS`` of a ``train`` section, or at top level)."""
+    config = config_dict(config)
+    out = {k: v for k, v in config.items() if k not in RUN_CONTROLS}
+    if isinstance(out.get("train"), Mapping):
+        out["train"] = {k: v for k, v in out["train"].items() if k not in RUN_CONTROLS}
+    return out
+
+
 def make_key(
     case_id: str,
     config: Any,
     fingerprint: str,
     seed: int,
     scale: str,
-    code_version: str,
+    results_version: int = RESULTS_VERSION,
 ) -> str:
     """The reuse key of a case: 24 hex digits of sha256 over its identity (see the module doc).
 
     ``config`` may be a dataclass instance or a dict; equal configurations give equal keys whatever
-    their key order.
+    their key order, and run controls (``RUN_CONTROLS``) do not count.
     """
+    if isinstance(results_version, bool) or not isinstance(results_version, int):
+        raise RecordError(f"results_version must be an int, got {results_version!r}")
     payload = {
         "case_id": str(case_id),
-        "config": config_dict(config),
+        "config": identity_config(config),
         "fingerprint": str(fingerprint),
         "seed": int(seed),
         "scale": str(scale),
-        "code_version": str(code_version),
+        "results_version": results_version,
     }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_jsonable)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+def _legacy_key(case_id, config, fingerprint, seed, scale, code_version) -> str:
+    """The key of schema-1 records (before results versions): it hashed the code version."""
+    payload = {"case_id": str(case_id), "config": config_dict(config), "fingerprint": str(fingerprint),
+               "seed": int(seed), "scale": str(scale), "code_version": str(code_version)}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_jsonable)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
@@ -219,7 +248,9 @@ class ResultRecord:
         data_stats: ``SequenceDataset.stats().as_dict()`` (optional; feeds Table 1 of a report).
         wall_time_s, epochs: training cost.
         device, gpu: where it ran; ``gpu`` is the CUDA device name (None on CPU).
-        code_version: see :func:`code_version`; filled in automatically.
+        code_version: see :func:`code_version`; filled in automatically (provenance, not identity).
+        results_version: :data:`sarbench.provenance.RESULTS_VERSION` of the code that made it.
+        source_hash: :func:`sarbench.provenance.source_hash` of the code that made it.
         timestamp, host: when and where; filled in automatically.
         extra: anything else worth keeping (not interpreted).
         key: :func:`make_key` of the identity fields; computed, never set by hand.
@@ -249,6 +280,8 @@ class ResultRecord:
     host: dict = field(default_factory=host_info)
     extra: dict = field(default_factory=dict)
     schema: int = SCHEMA
+    results_version: int = RESULTS_VERSION
+    source_hash: str = field(default_factory=lambda: source_hash())
     key: str = ""
 
     def __post_init__(self):
@@ -275,7 +308,12 @@ class ResultRecord:
         self.per_user = _check_per_user(self.case_id, self.per_user)
         if not self.variant:
             self.variant = "vanilla" if self.table == "vanilla" else self.model
-        key = make_key(self.case_id, self.config, self.fingerprint, self.seed, self.scale, self.code_version)
+        if self.schema < 2:  # written before results versions: its own key rule, and stale
+            self.results_version = 1
+            key = _legacy_key(self.case_id, self.config, self.fingerprint, self.seed, self.scale, self.code_version)
+        else:
+            key = make_key(self.case_id, self.config, self.fingerprint, self.seed, self.scale,
+                           int(self.results_version))
         if self.key and self.key != key:
             raise RecordError(f"{self.case_id}: stored key {self.key} does not match its fields (expected {key})")
         self.key = key
@@ -299,6 +337,7 @@ class ResultRecord:
         if missing:
             raise RecordError(f"record lacks field(s) {', '.join(missing)}")
         known = {k: v for k, v in data.items() if k in names}
+        known.setdefault("schema", 1)  # a record without a schema field predates schema 2
         unknown = {k: v for k, v in data.items() if k not in names}
         if unknown:
             known["extra"] = {**dict(known.get("extra") or {}), **unknown}
@@ -501,8 +540,10 @@ __all__ = [
     "ResultStore",
     "SCHEMA",
     "TABLES",
+    "RUN_CONTROLS",
     "code_version",
     "config_dict",
+    "identity_config",
     "gpu_name",
     "host_info",
     "latest_per_seed",

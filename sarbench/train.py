@@ -6,6 +6,14 @@ masking, SSE-PT replacement and negative sampling are drawn on the device. There
 Python in the loop. Optionally users are grouped by length (``length_buckets``): batches are cut
 from length-sorted pools of several batches, which removes most padding while batch order and pool
 membership stay random every epoch.
+
+**The objective is the authors' either way.** With random batches the loss is the mean over the
+batch's targets (the authors' code). Length grouping would change that objective if it kept the
+per-batch mean: a batch of short users would weigh as much as a batch of long ones (on ml-1m the
+shortest quarter of users would get ~25% of the gradient weight instead of ~6.5%). So with
+``length_buckets`` > 1 the loss of a batch is the *sum* over its targets divided by the epoch's mean
+number of targets per batch, a constant: every target weighs the same, as it does (in expectation)
+under random batches. ``target_weights`` computes both schemes; a test compares them.
 """
 
 from __future__ import annotations
@@ -24,8 +32,10 @@ import torch
 
 from .data import SequenceDataset, Split
 from .evaluate import EvalResult, evaluate
+from .evaluate import PAPER_RULE, RULES
 from .models.losses import chunked_cross_entropy, sample_negatives, sampled_loss
 from .models.sar import SARConfig, SelfAttentiveRecommender
+from .optim import BertAdamW
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +44,13 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     loss: str = "ce"  # "ce" over all items, or "bpr" / "bce" with sampled negatives
     num_negatives: int = 1  # negatives per positive for bpr / bce
-    optimizer: str = "adamw"  # "adamw" (decoupled decay, none on biases/norms) or "adam" (L2 decay)
+    # "bert_adamw" (the authors' Table-4 optimiser: AdamW without bias correction, see optim.py),
+    # "adamw" (torch's, with bias correction) or "adam" (L2 decay); the AdamW kinds decay no bias or norm.
+    optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8  # optimiser epsilon (torch's default; the authors' Table-4 code: 1e-6)
     grad_clip: float = 5.0  # max gradient norm; 0 = off
     batch_size: int = 256
     max_epochs: int = 1000
@@ -45,21 +58,39 @@ class TrainConfig:
     patience: int = 20  # stop after this many epochs without a better validation metric (paper: 20)
     metric: str = "R@10"  # validation metric for early stopping
     ks: tuple[int, ...] = (5, 10, 20)
-    exclude_history: bool = True  # evaluation excludes the user's history items (as the paper)
+    # seen items excluded at validation (early stopping) and as the test's primary metrics: "input"
+    # (the ids in the model's input window, the authors' rule), "history" or "none"; test results
+    # always carry both "input" and "history" (see evaluate.py)
+    exclusion: str = PAPER_RULE
     eval_users: int = 0  # > 0: validate and test on this many users only (smoke runs)
-    length_buckets: int = 8  # pool size in batches for length grouping; 0 or 1 = plain random batches
+    # pool size in batches for length grouping, with the loss weighted per target (module doc);
+    # 0 or 1 = plain random batches with the per-batch mean, as the authors
+    length_buckets: int = 8
     seed: int = 0
     deterministic: bool = False
     device: str = "cpu"
-    bf16: bool = True  # autocast to bfloat16 on CUDA (ignored on CPU)
+    precision: str = "fp32"  # "fp32" (the authors') or "bf16" (autocast on CUDA; CPU always runs fp32)
     progress: bool = True
-    max_minutes: float = 0.0  # > 0: stop training after this much wall time (then test the best state)
+    max_minutes: float = 0.0  # > 0: stop after this process trained this long (then test the best state)
 
     def __post_init__(self):
         if self.loss not in ("ce", "bpr", "bce"):
             raise ValueError(f"loss must be 'ce', 'bpr' or 'bce', got {self.loss!r}")
-        if self.optimizer not in ("adam", "adamw"):
-            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+        if self.optimizer not in ("adam", "adamw", "bert_adamw"):
+            raise ValueError(f"optimizer must be 'adam', 'adamw' or 'bert_adamw', got {self.optimizer!r}")
+        if self.exclusion not in RULES:
+            raise ValueError(f"exclusion must be one of {', '.join(RULES)}, got {self.exclusion!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+
+
+# Settings that control a run but do not change its result: a checkpoint or record made with other
+# values of these is the same run (a time cap of one session, a progress bar).
+RUN_CONTROLS = ("progress", "max_minutes")
+
+
+def _identity(train_config: dict) -> dict:
+    return {k: v for k, v in train_config.items() if k not in RUN_CONTROLS}
 
 
 @functools.lru_cache(maxsize=None)
@@ -107,6 +138,13 @@ def release_freed_memory() -> None:
 
 
 _MALLOC_TUNED = False
+
+
+# Why training ended. "patience": the early stop; "max_epochs": the epoch limit; "time": the wall-time
+# cap (max_minutes); "interrupted": a signal or Ctrl-C stopped it (only where the caller asked fit()
+# to catch it). The last two are unfinished: their checkpoint is kept and a later run resumes them.
+STOPPED = ("patience", "max_epochs", "time", "interrupted")
+UNFINISHED = ("time", "interrupted")
 
 
 class TrainingDiverged(RuntimeError):
@@ -157,6 +195,35 @@ def batches(lengths: torch.Tensor, batch_size: int, buckets: int, generator: tor
     return [out[i] for i in order]
 
 
+def targets_per_user(lengths: np.ndarray, attention: str, max_len: int, mask_prob: float) -> np.ndarray:
+    """Training targets of each user in one epoch: AR every input position; AE its k masked positions.
+
+    AE masks k = min(int(max_len * p), max(1, round(len * p))) positions (round half to even, as
+    Python's round in the authors' code and torch.round in ``Trainer._batch``), at least one.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if attention == "AR":
+        return lengths.copy()
+    k = np.maximum(np.round(lengths * mask_prob).astype(np.int64), 1)
+    return np.maximum(np.minimum(k, int(max_len * mask_prob)), 1)
+
+
+def target_weights(targets: np.ndarray, batch_list, weighted: bool) -> np.ndarray:
+    """Weight of each user's every target in the epoch's summed objective, per user.
+
+    ``weighted=False``: each batch's loss is the mean over its targets (weight 1 / targets in
+    the batch). ``weighted=True``: the sum over its targets divided by the epoch's mean targets per
+    batch (the same weight for every target). Used by tests to compare the two schemes.
+    """
+    targets = np.asarray(targets, dtype=np.float64)
+    out = np.zeros(len(targets))
+    mean_per_batch = targets.sum() / len(batch_list)
+    for idx in batch_list:
+        idx = np.asarray(idx)
+        out[idx] = 1.0 / mean_per_batch if weighted else 1.0 / targets[idx].sum()
+    return out
+
+
 # --- the trainer -----------------------------------------------------------------------------
 @dataclass
 class TrainResult:
@@ -168,7 +235,7 @@ class TrainResult:
     test: EvalResult | None
     history: list = field(default_factory=list)
     wall_time: float = 0.0
-    stopped: str = ""  # why training ended: "patience", "max_epochs", "time"
+    stopped: str = ""  # why training ended: see STOPPED
 
     def summary(self) -> dict:
         return {
@@ -206,10 +273,14 @@ class Trainer:
         self.model = SelfAttentiveRecommender(model_cfg).to(self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.batch_generator = torch.Generator().manual_seed(cfg.seed + 1)
-        if cfg.optimizer == "adamw":
-            self.optimizer = torch.optim.AdamW(_param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
+        if cfg.optimizer == "bert_adamw":
+            self.optimizer = BertAdamW(_param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
+                                       eps=cfg.eps)
+        elif cfg.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(_param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
+                                               eps=cfg.eps)
         else:
-            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                                               weight_decay=cfg.weight_decay)
         users, inputs, targets, lengths = training_windows(split.train, model_cfg.attention, model_cfg.max_len)
         self.users = torch.as_tensor(users, device=self.device)
@@ -217,6 +288,10 @@ class Trainer:
         self.targets = torch.as_tensor(targets, device=self.device)
         self.lengths = torch.as_tensor(lengths, device=self.device)
         self.lengths_cpu = torch.as_tensor(lengths)
+        # The length-grouped objective divides each batch's summed loss by this constant (module doc).
+        n_batches = math.ceil(len(lengths) / cfg.batch_size)
+        targets = targets_per_user(lengths, model_cfg.attention, model_cfg.max_len, model_cfg.mask_prob)
+        self.loss_denominator = float(targets.sum()) / n_batches if cfg.length_buckets > 1 else None
         self.eval_users = None
         if cfg.eval_users and cfg.eval_users < len(split.eval_users):
             rng = np.random.default_rng(cfg.seed)
@@ -269,16 +344,18 @@ class Trainer:
         hs = self.model.output_hidden(h[sel])  # only positions with a target
         pos = y[sel]
         w, b = self.model.output_weights()
+        denominator = self.loss_denominator  # None: the mean over this batch's targets
         if self.cfg.loss == "ce":
-            return chunked_cross_entropy(hs, w, b, pos - 1)
+            return chunked_cross_entropy(hs, w, b, pos - 1, denominator=denominator)
         neg = sample_negatives(pos, self.model_cfg.num_items, self.cfg.num_negatives, generator=self.generator)
-        return sampled_loss(self.cfg.loss, hs.float(), w.float(), None if b is None else b.float(), pos, neg)
+        return sampled_loss(self.cfg.loss, hs.float(), w.float(), None if b is None else b.float(), pos, neg,
+                            denominator=denominator)
 
     def train_epoch(self) -> float:
         cfg = self.cfg
         self.model.train()
         total, count = 0.0, 0
-        autocast = self.device.type == "cuda" and cfg.bf16
+        autocast = self.device.type == "cuda" and cfg.precision == "bf16"
         for i, idx in enumerate(batches(self.lengths_cpu, cfg.batch_size, cfg.length_buckets, self.batch_generator)):
             x, users, y = self._batch(idx)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
@@ -300,7 +377,8 @@ class Trainer:
     def evaluate(self, stage: str) -> EvalResult:
         self.model.eval()
         return evaluate(
-            self.model, self.split, stage=stage, ks=self.cfg.ks, exclude_history=self.cfg.exclude_history,
+            self.model, self.split, stage=stage, ks=self.cfg.ks,
+            exclude=self.cfg.exclusion if stage == "valid" else (self.cfg.exclusion, *(r for r in ("input", "history") if r != self.cfg.exclusion)),
             max_len=self.model_cfg.max_len, device=str(self.device), users=self.eval_users,
         )
 
@@ -334,15 +412,17 @@ class Trainer:
     def load_checkpoint(self) -> bool:
         if self.checkpoint is None or not self.checkpoint.exists():
             return False
-        st = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
-        if st["model_config"] != asdict(self.model_cfg) or st["train_config"] != asdict(self.cfg):
+        # Load to CPU: random-generator states must stay CPU tensors (Generator.set_state takes no
+        # other), and load_state_dict moves model and optimiser tensors to where their parameters are.
+        st = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        if st["model_config"] != asdict(self.model_cfg) or _identity(st["train_config"]) != _identity(asdict(self.cfg)):
             raise ValueError(f"checkpoint {self.checkpoint} was written for a different configuration")
         self.model.load_state_dict(st["model"])
         self.optimizer.load_state_dict(st["optimizer"])
         self.generator.set_state(st["generator"])
         self.batch_generator.set_state(st["batch_generator"])
         torch.set_rng_state(st["torch_rng"])
-        if st["cuda_rng"] is not None:
+        if st["cuda_rng"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(st["cuda_rng"])
         for key in ("epoch", "best_metric", "best_epoch", "best_state", "bad_epochs", "history"):
             setattr(self, key, st[key])
@@ -350,7 +430,18 @@ class Trainer:
         return True
 
     # --- the loop ----------------------------------------------------------------------------------
-    def fit(self, resume: bool = True) -> TrainResult:
+    def fit(self, resume: bool = True, on_epoch=None, catch_interrupt: bool = False) -> TrainResult:
+        """Train to the early stop (or max_epochs, or max_minutes of this process), then test the best state.
+
+        Args:
+            resume: continue from the checkpoint when there is one.
+            on_epoch: called with each epoch's history row (epoch, loss, times, valid metrics) after
+                the epoch's checkpoint is written.
+            catch_interrupt: a KeyboardInterrupt (Ctrl-C, or a signal the caller turned into one)
+                ends training like an early stop, with ``stopped="interrupted"``: the best state is
+                tested and returned, and the checkpoint of the last whole epoch is kept for a resume.
+                Off by default, so that pytest's Ctrl-C still ends a whole run.
+        """
         cfg = self.cfg
         if not (resume and self.load_checkpoint()) and self.epoch == 0:
             # Reseed here, not only in __init__: dropout draws from the global generator, and other
@@ -365,36 +456,29 @@ class Trainer:
 
             bar = tqdm(total=cfg.max_epochs, initial=self.epoch, desc=f"{self.model_cfg.attention} train",
                        unit="epoch", leave=False)
-        while self.epoch < cfg.max_epochs:
-            t0 = time.perf_counter()
-            loss = self.train_epoch()
-            self.epoch += 1
-            row = {"epoch": self.epoch, "loss": loss, "epoch_time": time.perf_counter() - t0}
-            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.max_epochs:
-                valid = self.evaluate("valid").metrics
-                row["valid"] = valid
-                if valid[cfg.metric] > self.best_metric:
-                    self.best_metric, self.best_epoch, self.bad_epochs = valid[cfg.metric], self.epoch, 0
-                    self.best_state = copy.deepcopy(self.model.state_dict())
-                else:
-                    self.bad_epochs += cfg.eval_every
-            if self.device.type == "cpu":
-                release_freed_memory()
-            row["wall_time"] = time.perf_counter() - t0
-            self.history.append(row)
-            log.info("epoch %d loss %.4f time %.1fs %s", self.epoch, loss, row["epoch_time"], row.get("valid", ""))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", **{cfg.metric: f"{self.best_metric:.4f}"})
-            self.save_checkpoint()
-            if self.bad_epochs >= cfg.patience:
+        try:
+            if self.bad_epochs >= cfg.patience:  # a resumed run that had already stopped early
                 stopped = "patience"
-                break
-            if cfg.max_minutes and (elapsed_before + time.perf_counter() - start) > cfg.max_minutes * 60:
-                stopped = "time"
-                break
-        if bar is not None:
-            bar.close()
+            while self.epoch < cfg.max_epochs and stopped != "patience":
+                row = self._epoch()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", **{cfg.metric: f"{self.best_metric:.4f}"})
+                if on_epoch is not None:
+                    on_epoch(row)
+                if self.bad_epochs >= cfg.patience:
+                    stopped = "patience"
+                elif cfg.max_minutes and time.perf_counter() - start > cfg.max_minutes * 60:
+                    stopped = "time"
+                    break
+        except KeyboardInterrupt:
+            if not catch_interrupt:
+                raise
+            stopped = "interrupted"
+            log.warning("interrupted after epoch %d; testing the best state (epoch %d)", self.epoch, self.best_epoch)
+        finally:
+            if bar is not None:
+                bar.close()
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         test = self.evaluate("test")
@@ -404,6 +488,29 @@ class Trainer:
             best_valid=best_valid, test=test, history=self.history,
             wall_time=elapsed_before + time.perf_counter() - start, stopped=stopped,
         )
+
+    def _epoch(self) -> dict:
+        """One training epoch, its validation when due, and the checkpoint; returns the history row."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        loss = self.train_epoch()
+        self.epoch += 1
+        row = {"epoch": self.epoch, "loss": loss, "epoch_time": time.perf_counter() - t0}
+        if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.max_epochs:
+            valid = self.evaluate("valid").metrics
+            row["valid"] = valid
+            if valid[cfg.metric] > self.best_metric:
+                self.best_metric, self.best_epoch, self.bad_epochs = valid[cfg.metric], self.epoch, 0
+                self.best_state = copy.deepcopy(self.model.state_dict())
+            else:
+                self.bad_epochs += cfg.eval_every
+        if self.device.type == "cpu":
+            release_freed_memory()
+        row["wall_time"] = time.perf_counter() - t0
+        self.history.append(row)
+        log.info("epoch %d loss %.4f time %.1fs %s", self.epoch, loss, row["epoch_time"], row.get("valid", ""))
+        self.save_checkpoint()
+        return row
 
 
 def train(model_cfg: SARConfig, cfg: TrainConfig, split: Split, checkpoint=None) -> TrainResult:

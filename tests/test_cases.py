@@ -47,3 +47,59 @@ def test_different_configuration_is_a_different_case(tmp_path, data):
     a = _run(data, store)
     b = _run(data, store, model_overrides={"local_window": 2, "local_heads": 1}, variant="local")
     assert a.key != b.key and len(store.records()) == 2
+
+
+def test_record_carries_both_exclusion_rules_and_provenance(tmp_path, data):
+    from sarbench.provenance import RESULTS_VERSION, source_hash
+
+    rec = _run(data, ResultStore(tmp_path / "results"))
+    assert rec.extra["exclusion"] == "input" and rec.extra["stopped"] == "max_epochs"
+    by_rule = rec.extra["metrics_by_rule"]
+    assert set(by_rule) == {"input", "history"} and by_rule["input"] == rec.metrics
+    assert len(rec.per_user["rank"]) == len(rec.per_user["rank_history"]) == len(rec.per_user["users"])
+    # the full-history rule excludes a superset, so no target ranks worse under it
+    assert all(h <= i for h, i in zip(rec.per_user["rank_history"], rec.per_user["rank"]))
+    assert set(rec.extra["most_popular_by_rule"]) == {"input", "history"}
+    assert rec.results_version == RESULTS_VERSION and rec.source_hash == source_hash()
+    assert rec.extra["precision"] == "fp32"
+
+
+def test_unfinished_case_resumes_from_its_checkpoint(tmp_path, data, monkeypatch):
+    """A run stopped by a signal is stored as 'interrupted', keeps its checkpoint, and the next run continues it."""
+    import sarbench.train as train
+
+    store = ResultStore(tmp_path / "results")
+    scale = Scale("smoke", max_users=0, max_epochs=4, patience=4)
+    real_epoch = train.Trainer._epoch
+    calls = {"n": 0}
+
+    def epoch_then_signal(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # during the third epoch, as SIGTERM would under `sarbench run`
+        return real_epoch(self)
+
+    monkeypatch.setattr(train.Trainer, "_epoch", epoch_then_signal)
+    first = run_case(
+        table="vanilla", dataset="synthetic", design="vanilla", attention="AR", seed=0, scale=scale, device="cpu",
+        data=data, store=store, checkpoints=store.folder / "checkpoints", catch_interrupt=True)
+    assert first.extra["stopped"] == "interrupted" and first.epochs == 2
+    assert list((store.folder / "checkpoints").glob("*.pt")), "an unfinished run keeps its checkpoint"
+    monkeypatch.setattr(train.Trainer, "_epoch", real_epoch)
+    second = run_case(table="vanilla", dataset="synthetic", design="vanilla", attention="AR", seed=0, scale=scale,
+                      device="cpu", data=data, store=store, checkpoints=store.folder / "checkpoints")
+    assert second.key == first.key and second.extra["stopped"] == "max_epochs" and second.epochs == 4
+    assert len(second.extra["epoch_seconds"]) == 4  # the epochs of both processes
+    assert len(store.records()) == 1 and not list((store.folder / "checkpoints").glob("*.pt"))
+
+
+def test_interrupt_propagates_unless_caught(tmp_path, data, monkeypatch):
+    """Inside pytest a Ctrl-C must end the whole run, not just the case."""
+    import sarbench.train as train
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.Trainer, "_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _run(data, ResultStore(tmp_path / "results"))

@@ -73,11 +73,11 @@ HAND_RANKS = {
 @pytest.mark.parametrize(("stage", "exclude"), list(HAND_RANKS))
 def test_hand_computed_metrics(toy_split, stage, exclude):
     ks = (1, 2, 5)
-    result = evaluate(ByIdScorer(), toy_split, stage=stage, ks=ks, exclude_history=exclude, batch_size=2)
+    result = evaluate(ByIdScorer(), toy_split, stage=stage, ks=ks, exclude="history" if exclude else "none", batch_size=2)
     assert isinstance(result, EvalResult)
     assert result.ranks.tolist() == HAND_RANKS[(stage, exclude)]
     assert result.users.tolist() == [0, 2, 3]
-    assert result.num_users == 3 and result.stage == stage and result.exclude_history is exclude
+    assert result.num_users == 3 and result.stage == stage and result.exclusion == ("history" if exclude else "none")
     assert result.tie_rule == "pessimistic"
     expected = expected_table(HAND_RANKS[(stage, exclude)], ks)
     assert list(result.metrics) == list(expected)
@@ -88,22 +88,22 @@ def test_hand_computed_metrics(toy_split, stage, exclude):
 
 
 def test_exclusion_lowers_ranks_only_by_history_items(toy_split):
-    with_ex = evaluate(ByIdScorer(), toy_split, exclude_history=True)
-    without = evaluate(ByIdScorer(), toy_split, exclude_history=False)
+    with_ex = evaluate(ByIdScorer(), toy_split, exclude="history")
+    without = evaluate(ByIdScorer(), toy_split, exclude="none")
     assert np.all(with_ex.ranks <= without.ranks)
     assert with_ex.ranks.tolist() != without.ranks.tolist()
-    assert with_ex.summary()["exclude_history"] is True and without.summary()["exclude_history"] is False
+    assert with_ex.summary()["exclusion"] == "history" and without.summary()["exclusion"] == "none"
 
 
 def test_full_history_is_excluded_not_only_the_window(toy_split):
     for max_len in (1, 2, 50):
-        result = evaluate(ByIdScorer(), toy_split, max_len=max_len)
+        result = evaluate(ByIdScorer(), toy_split, max_len=max_len, exclude="history")
         assert result.ranks.tolist() == HAND_RANKS[("test", True)], max_len
 
 
 @pytest.mark.parametrize("extra_columns", [0, 1, 3])
 def test_padding_and_extra_columns_are_never_ranked(toy_split, extra_columns):
-    result = evaluate(ByIdScorer(extra_columns), toy_split, exclude_history=False)
+    result = evaluate(ByIdScorer(extra_columns), toy_split, exclude="none")
     assert result.ranks.tolist() == HAND_RANKS[("test", False)]
 
 
@@ -216,14 +216,16 @@ class LastItemScorer:
         return self.table[last]
 
 
-def reference_evaluate(table: np.ndarray, split, stage, max_len, exclude_history):
+def reference_evaluate(table: np.ndarray, split, stage, max_len, exclude, window=None):
+    """Per-user ranks by definition; ``exclude``: True/"history", False/"none", or "input" (last ``window``)."""
+    rule = {True: "history", False: "none"}.get(exclude, exclude)
     ranks = []
     hists, targets = split.histories(stage)
     n = split.dataset.num_items
     for hist, t in zip(hists, targets):
-        window = hist[-max_len:]
-        s = table[window[-1]]
-        candidates = [c for c in range(1, n + 1) if c == t or not (exclude_history and c in set(hist.tolist()))]
+        s = table[hist[-max_len:][-1]]
+        seen = {"history": set(hist.tolist()), "none": set(), "input": set(hist[-(window or max_len):].tolist())}[rule]
+        candidates = [c for c in range(1, n + 1) if c == t or c not in seen]
         ranks.append(sum(1 for c in candidates if c != t and s[c] >= s[t]))
     return ranks
 
@@ -241,20 +243,52 @@ def evaluation_problems(draw):
         table,
         draw(st.sampled_from(["valid", "test"])),
         draw(st.integers(1, 6)),
-        draw(st.booleans()),
+        draw(st.sampled_from(["input", "history", "none"])),
         draw(st.integers(1, 4)),
+        draw(st.integers(1, 6)),
     )
 
 
 @given(evaluation_problems())
 def test_evaluate_matches_per_user_reference(problem):
-    split, table, stage, max_len, exclude, batch_size = problem
-    result = evaluate(
-        LastItemScorer(torch.from_numpy(table)), split, stage=stage, max_len=max_len,
-        exclude_history=exclude, batch_size=batch_size,
-    )
-    assert result.ranks.tolist() == reference_evaluate(table, split, stage, max_len, exclude)
+    split, table, stage, max_len, rule, batch_size, window = problem
+    window = min(window, max_len)
+    scorer = LastItemScorer(torch.from_numpy(table))
+    scorer.history_window = window
+    others = [r for r in ("input", "history", "none") if r != rule]
+    result = evaluate(scorer, split, stage=stage, max_len=max_len, exclude=(rule, *others), batch_size=batch_size)
+    assert result.exclusion == rule and result.window == window
+    assert result.ranks.tolist() == reference_evaluate(table, split, stage, max_len, rule, window)
+    for other in others:  # every rule of the same scoring pass
+        assert result.ranks_by_rule[other].tolist() == reference_evaluate(table, split, stage, max_len, other, window)
     assert result.users.tolist() == split.eval_users.tolist()
+
+
+def test_input_rule_excludes_only_the_window(toy_split):
+    """The authors' rule: only the last `window` history items are excluded (protocol.md §4)."""
+    # test histories: u0 [1 2 3 4] t=5; u2 [6 1 3] t=6; u3 [7 8] t=2; ByIdScorer ranks lower ids first
+    scorer = ByIdScorer()
+    scorer.history_window = 1  # only the last history item is "in the input"
+    result = evaluate(scorer, toy_split, exclude=("input", "history"))
+    # u0 excludes {4}: 1,2,3 beat 5 -> 3; u2 excludes {3}: 1,2,4,5 beat 6 -> 4; u3 excludes {8}: 1 beats 2 -> 1
+    assert result.ranks.tolist() == [3, 4, 1]
+    assert result.ranks_by_rule["history"].tolist() == HAND_RANKS[("test", True)]
+    assert set(result.metrics_by_rule) == {"input", "history"}
+    assert result.metrics == result.metrics_by_rule["input"]
+
+
+def test_model_windows_follow_the_mask_slot():
+    """AR reads max_len history items; AE max_len - 1 and a [MASK] (protocol.md §1)."""
+    from sarbench.models.sar import SARConfig, SelfAttentiveRecommender
+
+    ar = SelfAttentiveRecommender(SARConfig(num_items=5, attention="AR", max_len=4))
+    ae = SelfAttentiveRecommender(SARConfig(num_items=5, attention="AE", max_len=4))
+    assert ar.history_window(4) == 4 and ae.history_window(4) == 3
+
+
+def test_unknown_rule_is_rejected(toy_split):
+    with pytest.raises(ValueError, match="unknown exclusion rule 'seen'"):
+        evaluate(ByIdScorer(), toy_split, exclude="seen")
 
 
 # --- MostPopular -------------------------------------------------------------------------------
@@ -272,9 +306,9 @@ def test_most_popular_ranks_most_frequent_train_item_first():
     assert ranks_from_scores(scores[:1], torch.tensor([2])).item() == 1  # beaten only by item 3
     # user 2's test target is item 3 (also in its history: still ranked, and first)
     for exclude in (True, False):
-        assert evaluate(baseline, split, exclude_history=exclude).ranks[2] == 0
+        assert evaluate(baseline, split, exclude="history" if exclude else "none").ranks[2] == 0
     # user 0's test target is item 4 (count 1, tied with item 1): 3, 2 and the tie rank above it
-    assert evaluate(baseline, split, exclude_history=False).ranks[0] == 3
+    assert evaluate(baseline, split, exclude="none").ranks[0] == 3
 
 
 def test_most_popular_evaluates_like_reference():
@@ -282,7 +316,7 @@ def test_most_popular_evaluates_like_reference():
     counts = np.bincount(split.train.items, minlength=31).astype(np.float32)
     table = np.tile(counts, (31, 1))  # same scores whatever the last item
     for exclude in (True, False):
-        result = evaluate(MostPopular(split.train), split, exclude_history=exclude)
+        result = evaluate(MostPopular(split.train), split, exclude="history" if exclude else "none")
         assert result.ranks.tolist() == reference_evaluate(table, split, "test", 50, exclude)
 
 

@@ -52,19 +52,58 @@ def visible_records(folder) -> list[str]:
 
 # --- keys ------------------------------------------------------------------------------------
 def test_key_depends_on_identity_fields_only():
-    base = make_key("c", Cfg(), "fp", 0, "smoke", "v")
-    assert make_key("c", {"grid": [1, 2], "dropout": 0.2, "heads": 2, "d": 64}, "fp", 0, "smoke", "v") == base
+    base = make_key("c", Cfg(), "fp", 0, "smoke", 2)
+    assert make_key("c", {"grid": [1, 2], "dropout": 0.2, "heads": 2, "d": 64}, "fp", 0, "smoke", 2) == base
     changed = [
-        make_key("c2", Cfg(), "fp", 0, "smoke", "v"),
-        make_key("c", Cfg(d=32), "fp", 0, "smoke", "v"),
-        make_key("c", Cfg(), "fp2", 0, "smoke", "v"),
-        make_key("c", Cfg(), "fp", 1, "smoke", "v"),
-        make_key("c", Cfg(), "fp", 0, "paper", "v"),
-        make_key("c", Cfg(), "fp", 0, "smoke", "v-dirty"),
+        make_key("c2", Cfg(), "fp", 0, "smoke", 2),
+        make_key("c", Cfg(d=32), "fp", 0, "smoke", 2),
+        make_key("c", Cfg(), "fp2", 0, "smoke", 2),
+        make_key("c", Cfg(), "fp", 1, "smoke", 2),
+        make_key("c", Cfg(), "fp", 0, "paper", 2),
+        make_key("c", Cfg(), "fp", 0, "smoke", 3),
     ]
     assert base not in changed and len(set(changed)) == len(changed)
-    # Measurements and provenance are not part of the key.
+    # Measurements and provenance (the commit, the source hash) are not part of the key.
     assert record(metrics={"R@10": 0.9}, wall_time_s=5.0, device="cuda").key == record().key
+    assert record(code_version="0.1.0+gother-dirty", source_hash="0" * 16).key == record().key
+    with pytest.raises(RecordError, match="results_version must be an int"):
+        make_key("c", Cfg(), "fp", 0, "smoke", "v")
+
+
+def test_run_controls_are_not_part_of_the_key():
+    """A time cap or a progress bar does not make another run: a capped run resumes under the same key."""
+    train = {"lr": 1e-3, "max_minutes": 0.0, "progress": True}
+    base = make_key("c", {"model": {"d": 64}, "train": train}, "fp", 0, "paper")
+    capped = make_key("c", {"model": {"d": 64}, "train": {**train, "max_minutes": 90.0, "progress": False}}, "fp", 0,
+                      "paper")
+    assert capped == base
+    assert make_key("c", {"model": {"d": 64}, "train": {**train, "lr": 5e-4}}, "fp", 0, "paper") != base
+
+
+def test_records_of_another_results_version_are_stale_but_readable(tmp_path):
+    from sarbench.provenance import RESULTS_VERSION, is_stale
+
+    store = ResultStore(tmp_path)
+    old = record(results_version=RESULTS_VERSION - 1)
+    store.write(old)
+    assert is_stale(store.records()[0]) and not is_stale(record())
+    assert store.find(record().key) is None  # never reused by the current code
+
+
+def test_schema_1_records_keep_their_key_and_read_as_stale(tmp_path):
+    """Records written before results versions (their key hashed the commit) still load, as stale."""
+    import json
+
+    from sarbench.provenance import is_stale
+    from sarbench.store import _legacy_key
+
+    rec = record().to_dict()
+    for name in ("results_version", "source_hash", "schema"):
+        rec.pop(name)
+    rec["key"] = _legacy_key(rec["case_id"], rec["config"], rec["fingerprint"], 0, "smoke", rec["code_version"])
+    (tmp_path / f"old.s0.{rec['key']}.json").write_text(json.dumps(rec))
+    (loaded,) = ResultStore(tmp_path).records()
+    assert loaded.results_version == 1 and loaded.schema == 1 and is_stale(loaded)
 
 
 def test_record_validation_names_the_problem():
@@ -97,9 +136,9 @@ def test_resume_semantics(tmp_path):
     rec = record()
     assert store.find(rec.key) is None  # nothing stored yet (folder may not even exist)
     store.write(rec)
-    same = make_key(rec.case_id, Cfg(), rec.fingerprint, 0, "smoke", rec.code_version)
+    same = make_key(rec.case_id, Cfg(), rec.fingerprint, 0, "smoke")
     assert store.find(same).metrics == rec.metrics
-    changed = make_key(rec.case_id, Cfg(dropout=0.5), rec.fingerprint, 0, "smoke", rec.code_version)
+    changed = make_key(rec.case_id, Cfg(dropout=0.5), rec.fingerprint, 0, "smoke")
     assert store.find(changed) is None
     # Rewriting the same case replaces the file instead of adding one.
     store.write(record(metrics={"R@10": 0.5}))

@@ -22,9 +22,10 @@ CHUNK = {"cpu": 512, "cuda": 8192}
 
 class _ChunkedCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, weight, bias, targets, chunk):
+    def forward(ctx, h, weight, bias, targets, chunk, denominator):
         needs_grad = any(ctx.needs_input_grad[:3])
         P = h.shape[0]
+        D = float(denominator) if denominator else float(P)  # the loss is the sum over rows / D
         acc = torch.promote_types(weight.dtype, torch.float32)  # softmax and grads in >= fp32
         # Fold the bias into the matmul: [h, 1] @ [W, b]^T; its gradient is then the last column of
         # the weight gradient, with no separate (and slow) column sum over the logits.
@@ -49,8 +50,8 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
             if needs_grad:
                 probs[rows, tc] -= 1.0  # d(nll)/d(logits) = softmax - one_hot
                 g = probs.to(h.dtype)
-                grad_h[start : start + chunk] = (g @ w_h).div_(P)
-                grad_w.addmm_(g.T.to(acc), hc.to(acc), alpha=1.0 / P)
+                grad_h[start : start + chunk] = (g @ w_h).div_(D)
+                grad_w.addmm_(g.T.to(acc), hc.to(acc), alpha=1.0 / D)
         if needs_grad and bias is not None:
             grad_b, grad_w, grad_h = grad_w[:, -1], grad_w[:, :-1], grad_h[:, :-1]
         else:
@@ -58,7 +59,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.has_bias = bias is not None
         ctx.weight_dtype = weight.dtype
-        return (total / P).to(h.dtype)
+        return (total / D).to(h.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -66,20 +67,23 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         gh = grad_h * grad_out if ctx.needs_input_grad[0] else None
         gw = (grad_w * grad_out).to(ctx.weight_dtype) if ctx.needs_input_grad[1] else None
         gb = grad_b * grad_out if (ctx.has_bias and ctx.needs_input_grad[2]) else None
-        return gh, gw, gb, None, None
+        return gh, gw, gb, None, None, None
 
 
-def chunked_cross_entropy(h, weight, bias, targets, chunk: int | None = None):
-    """Mean cross-entropy of softmax(h @ weight.T + bias) against ``targets`` (0-based class ids).
+def chunked_cross_entropy(h, weight, bias, targets, chunk: int | None = None, denominator: float | None = None):
+    """Cross-entropy of softmax(h @ weight.T + bias) against ``targets`` (0-based class ids).
 
-    h (P, d), weight (C, d), bias (C,) or None, targets (P,) in 0..C-1. Equal to
-    ``F.cross_entropy(h @ weight.T + bias, targets)`` (a test checks values and gradients) without
-    ever holding more than ``chunk`` rows of logits.
+    h (P, d), weight (C, d), bias (C,) or None, targets (P,) in 0..C-1. The mean over the P rows,
+    equal to ``F.cross_entropy(h @ weight.T + bias, targets)`` (a test checks values and gradients),
+    or with ``denominator`` the sum over the rows divided by it (the trainer's length-grouped
+    objective), without ever holding more than ``chunk`` rows of logits.
     """
     if h.shape[0] == 0:
         raise ValueError("cross-entropy over zero positions: the batch has no training targets")
+    if denominator is not None and not denominator > 0:
+        raise ValueError(f"denominator must be positive, got {denominator!r}")
     chunk = chunk or CHUNK.get(h.device.type, 2048)
-    return _ChunkedCrossEntropy.apply(h, weight, bias, targets, chunk)
+    return _ChunkedCrossEntropy.apply(h, weight, bias, targets, chunk, denominator)
 
 
 def sample_negatives(positives: torch.Tensor, num_items: int, count: int, generator=None) -> torch.Tensor:
@@ -94,18 +98,21 @@ def sample_negatives(positives: torch.Tensor, num_items: int, count: int, genera
     return draw + (draw >= positives[:, None]).long()
 
 
-def sampled_loss(kind: str, h, weight, bias, positives, negatives):
+def sampled_loss(kind: str, h, weight, bias, positives, negatives, denominator: float | None = None):
     """BPR or BCE over one positive and sampled negatives per row.
 
     h (P, d); weight (N, d) rows for items 1..N; positives (P,) and negatives (P, K) item ids 1..N.
+    Means over the P rows (and K negatives); with ``denominator``, sums divided by it in place of P.
     """
     pos = (h * weight[positives - 1]).sum(-1)  # (P,)
     neg = torch.einsum("pd,pkd->pk", h, weight[negatives - 1])  # (P, K)
     if bias is not None:
         pos = pos + bias[positives - 1]
         neg = neg + bias[negatives - 1]
+    rows = float(denominator) if denominator else float(pos.shape[0])
+    k = neg.shape[1]
     if kind == "bpr":
-        return F.softplus(neg - pos[:, None]).mean()
+        return F.softplus(neg - pos[:, None]).sum() / (rows * k)
     if kind == "bce":
-        return F.softplus(-pos).mean() + F.softplus(neg).mean()
+        return F.softplus(-pos).sum() / rows + F.softplus(neg).sum() / (rows * k)
     raise ValueError(f"unknown sampled loss {kind!r}; use 'bpr' or 'bce'")

@@ -37,6 +37,7 @@ class SARConfig:
     norm_first: bool = False  # pre-LN (SASRec style) or post-LN (BERT4Rec style)
     activation: str = "gelu"  # "gelu" or "relu" in the feed-forward block
     embedding_norm: bool = True  # LayerNorm after the embedding sum (BERT4Rec)
+    embedding_norm_eps: float = 1e-12  # its epsilon: BERT's and the authors' 1e-12 (other norms: torch's 1e-5)
     output_transform: bool = True  # Linear -> GELU -> LayerNorm before the tied output (BERT4Rec)
     item_bias: bool = True  # per-item output bias
     mask_prob: float = 0.2  # AE: fraction of positions replaced by [MASK] in training
@@ -267,7 +268,7 @@ class SelfAttentiveRecommender(nn.Module):
         self.item_emb = nn.Embedding(cfg.num_items + 2, d_item)  # 0 pad, 1..N items, N+1 mask
         self.user_emb = nn.Embedding(cfg.num_users, cfg.hidden - d_item) if cfg.num_users else None
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
-        self.emb_norm = nn.LayerNorm(cfg.hidden) if cfg.embedding_norm else nn.Identity()
+        self.emb_norm = nn.LayerNorm(cfg.hidden, eps=cfg.embedding_norm_eps) if cfg.embedding_norm else nn.Identity()
         self.emb_drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.final_norm = nn.LayerNorm(cfg.hidden) if cfg.norm_first else nn.Identity()
@@ -336,6 +337,10 @@ class SelfAttentiveRecommender(nn.Module):
         return self.item_emb.weight[1 : self.cfg.num_items + 1], self.item_bias
 
     # --- evaluation ----------------------------------------------------------------------------
+    def history_window(self, max_len: int) -> int:
+        """History items in the evaluation input: AR reads max_len, AE max_len - 1 and a [MASK]."""
+        return max_len if self.cfg.attention == "AR" else max(1, min(max_len, self.cfg.max_len - 1))
+
     def eval_inputs(self, histories, lengths):
         """Place the prediction slot: AR reads the last history position; AE appends [MASK].
 

@@ -1,0 +1,85 @@
+"""What decides a stored result: the results version, and a hash of the code that computes results.
+
+A stored record is reused (and compared, and reported) as long as the *result-determining* code is
+the same. That is not the commit: a README edit, a new report column or a refactor that moves code
+without changing a number must not invalidate hours of training. Two things describe it:
+
+``RESULTS_VERSION``
+    An integer bumped **on purpose** whenever a change moves results (a model, loss, optimiser,
+    training, data or evaluation change). It is part of every record's key. A record made under
+    another version is *stale*: never reused, and reported as stale (never silently dropped).
+    ``tests/test_results_version.py`` guards it: it trains tiny models of every kind for a few
+    steps and compares their numbers with ``tests/golden_results.json``, written for the current
+    version; a change that moves them fails until the version is bumped and the file regenerated
+    (``python tests/test_results_version.py --update``).
+
+``source_hash()``
+    sha256 of the result-determining modules (``RESULT_SOURCES``) with comments and docstrings
+    stripped (a canonical dump of their syntax trees, stable across Python versions). Recorded in
+    every record for provenance, so a reader can see whether the code changed since; it is not
+    part of the key (a pure refactor changes it).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+from pathlib import Path
+
+RESULTS_VERSION = 2
+
+# Modules whose code computes what a record holds, relative to the package folder.
+RESULT_SOURCES = (
+    "models/*.py", "train.py", "optim.py", "evaluate.py", "metrics.py", "baselines.py", "cases.py", "presets.py",
+    "data/sequences.py", "data/readers.py", "data/preprocess.py", "data/raw.py", "data/synthetic.py",
+)
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def _canonical(node) -> str:
+    """A version-stable dump of a syntax tree: node types and non-empty fields, no docstrings."""
+    if isinstance(node, ast.AST):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            body = body[1:]  # drop the docstring
+        parts = []
+        for name in node._fields:
+            value = body if name == "body" and body is not None else getattr(node, name, None)
+            if value is None or value == [] or (name == "kind" and isinstance(node, ast.Constant)):
+                continue
+            parts.append(f"{name}={_canonical(value)}")
+        return f"{type(node).__name__}({','.join(parts)})"
+    if isinstance(node, list):
+        return "[" + ",".join(_canonical(v) for v in node) + "]"
+    return repr(node)
+
+
+def _files(package: Path) -> list[Path]:
+    files: set[Path] = set()
+    for pattern in RESULT_SOURCES:
+        files.update(p for p in package.glob(pattern) if p.is_file())
+    return sorted(files)
+
+
+@functools.lru_cache(maxsize=None)
+def source_hash(package: str | None = None) -> str:
+    """16 hex digits over the result-determining sources (comments and docstrings do not count)."""
+    root = Path(package) if package else PACKAGE
+    h = hashlib.sha256()
+    for path in _files(root):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(_canonical(ast.parse(path.read_text(encoding="utf-8"))).encode())
+    return h.hexdigest()[:16]
+
+
+def is_stale(record) -> bool:
+    """True when ``record`` was made under another results version than this code's."""
+    return int(getattr(record, "results_version", 1)) != RESULTS_VERSION
+
+
+def stale_note(record) -> str:
+    return (f"stale: results version {getattr(record, 'results_version', 1)} "
+            f"(this code: {RESULTS_VERSION}); rerun to refresh")
