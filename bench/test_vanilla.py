@@ -9,6 +9,11 @@ Each ``vanilla[<dataset>-<AE|AR>-ce]`` case trains (or reuses) one model per see
       paper's cell.
 Each ``direction[<dataset>-vanilla]`` case tests the paper's AR-vs-AE claim on that dataset with a
 paired per-user test over all seeds (at --scale paper; at smoke scale it only reports).
+
+Datasets: the embedded synthetic one, the paper's five and any declared in the data folder's
+datasets.toml (``--datasets a,b`` selects). Models: the paper's self-attentive model as AE and AR,
+and every other registered model (``vanilla[<dataset>-<model>-AR-ce]``, e.g. GRU4Rec) as a row beside
+them in Table 4's report.
 """
 
 import math
@@ -17,13 +22,25 @@ import pytest
 
 from sarbench.baseline import SMOKE_TOLERANCE, smoke_differences
 from sarbench.cases import PAPER_BAND, PAPER_DIRECTION
-from sarbench.data import DATASETS, SYNTHETIC
+from sarbench.data import SYNTHETIC, is_paper_data
 from sarbench.paper import paper_cells
 from sarbench.significance import AE_BETTER, AR_BETTER, compare_paired, compare_records, per_user_values
 
-DATASETS_ALL = ["synthetic", *DATASETS]  # synthetic needs no download; the paper's five need --data-dir
-
 pytestmark = pytest.mark.vanilla
+
+
+def pytest_generate_tests(metafunc):
+    from sarbench.plugin import bench_datasets, bench_models
+
+    datasets = bench_datasets(metafunc.config)  # synthetic needs no download; the others need --data-dir
+    if metafunc.function.__name__ == "vanilla":
+        cases = [(d, "sar", a) for d in datasets for a in ("AE", "AR")]
+        cases += [(d, m.name, a) for m in bench_models(metafunc.config) if m.name != "sar" for d in datasets
+                  for a in m.attentions]
+        ids = [f"{d}-{a}-ce" if m == "sar" else f"{d}-{m}-{a}-ce" for d, m, a in cases]
+        metafunc.parametrize(("dataset", "model", "attention"), cases, ids=ids)
+    elif metafunc.function.__name__ == "direction":
+        metafunc.parametrize("dataset", datasets, ids=[f"{d}-vanilla" for d in datasets])
 
 
 def _paper_values(dataset, attention):
@@ -74,17 +91,13 @@ def check_regressions(record, bench):
     assert not outside, f"{record.case_id}: outside the ±{PAPER_BAND:.0%} band: " + "; ".join(outside)
 
 
-@pytest.mark.parametrize("loss", ["ce"])
-@pytest.mark.parametrize("attention", ["AE", "AR"])
-@pytest.mark.parametrize("dataset", DATASETS_ALL)
-def vanilla(dataset, attention, loss, bench, run):
+def vanilla(dataset, model, attention, bench, run):
     for seed in range(bench.seeds):
-        record = run(table="vanilla", dataset=dataset, design="vanilla", attention=attention, seed=seed)
+        record = run(table="vanilla", dataset=dataset, design="vanilla", attention=attention, seed=seed, model=model)
         check_case(record, bench)
         check_regressions(record, bench)
 
 
-@pytest.mark.parametrize("dataset", DATASETS_ALL, ids=lambda d: f"{d}-vanilla")
 def direction(dataset, bench, run):
     runs = {a: [run(table="vanilla", dataset=dataset, design="vanilla", attention=a, seed=s)
                 for s in range(bench.seeds)] for a in ("AE", "AR")}
@@ -99,5 +112,5 @@ def direction(dataset, bench, run):
     if claim is None:
         pytest.skip(f"the paper makes no claim on {dataset}; found {found}")
     expected = AR_BETTER if claim == "AR" else AE_BETTER
-    note = "" if DATASETS[dataset].is_paper_version else " (note: not the paper's version of the data)"
+    note = "" if is_paper_data(dataset, runs["AR"][0].fingerprint) else " (note: not the paper's version of the data)"
     assert cmp.verdict == expected, f"paper: {claim} better on {dataset}; we found {found}{note}"

@@ -280,7 +280,7 @@ def uniform_attention(config, n: int) -> torch.Tensor:
     from .models.sar import attention_mask
 
     allowed = attention_mask(torch.ones(1, n, dtype=torch.bool), config.attention, config.heads,
-                             config.local_window, config.local_heads)[0]  # (H or 1, n, n)
+                             config.local_window, config.local_heads).allowed[0]  # (H or 1, n, n)
     allowed = allowed.expand(config.heads, n, n).to(torch.float64)
     return allowed / allowed.sum(-1, keepdim=True)
 

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from .baselines import MostPopular
-from .data import DATASETS, SYNTHETIC, SequenceDataset, load_dataset
+from .data import SYNTHETIC, SequenceDataset, is_paper_data, load_dataset
 from .evaluate import DEFAULT_RULES, evaluate
+from .models.interface import build_model, get_spec
 from .presets import preset
 from .store import ResultRecord, ResultStore, make_key, make_record
 from .train import UNFINISHED, Trainer
@@ -97,9 +98,16 @@ def case_id(table: str, dataset: str, attention: str, loss: str, variant: str = 
 
 
 def configure(dataset: str, design: str, attention: str, ds: SequenceDataset, scale: Scale, seed: int,
-              device: str, model_overrides: dict | None = None):
-    """Model and train configs of a case: the preset, then the scale's and the run's overrides."""
-    model_cfg, train_cfg = preset(f"{design}-{attention}", dataset, ds.num_items, ds.num_users)
+              device: str, model_overrides: dict | None = None, model: str = "sar"):
+    """Model and train configs of a case: the preset (or a registered model's defaults), then the
+    scale's and the run's overrides."""
+    if model == "sar":
+        model_cfg, train_cfg = preset(f"{design}-{attention}", dataset, ds.num_items, ds.num_users)
+    else:
+        spec = get_spec(model)
+        if attention not in spec.attentions:
+            raise ValueError(f"model {model!r} runs as {' or '.join(spec.attentions)} only, not {attention}")
+        model_cfg, train_cfg = spec.defaults(attention, dataset, ds.num_items, ds.num_users)
     if model_overrides:
         model_cfg = replace(model_cfg, **model_overrides)
     over = {"seed": seed, "device": device, "progress": False}
@@ -120,18 +128,29 @@ def model_path(store: ResultStore, key: str) -> Path:
 def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int, scale: Scale,
              device: str, data: DataCache, store: ResultStore, rerun: bool = False,
              checkpoints: Path | None = None, model_overrides: dict | None = None,
-             variant: str | None = None, on_epoch=None, catch_interrupt: bool = False) -> ResultRecord:
+             variant: str | None = None, on_epoch=None, catch_interrupt: bool = False,
+             model: str = "sar") -> ResultRecord:
     """Train (or reuse) one case and store its record; the trained weights go to model_path().
+
+    ``model`` is a registered model's name (sarbench.models.interface); "sar", the paper's
+    self-attentive model, takes its settings from the ``design`` preset, any other model from its
+    spec's defaults, and its case id names it: ``vanilla[ml-1m-gru4rec-AR-ce]``.
 
     A stored record of the same key is returned as it is, unless its run did not finish and its
     checkpoint is there: then training continues from the checkpoint and the record is replaced.
     ``on_epoch`` and ``catch_interrupt`` are passed to :meth:`Trainer.fit`.
     """
     ds = data.get(dataset, scale)
-    model_cfg, train_cfg = configure(dataset, design, attention, ds, scale, seed, device, model_overrides)
-    variant = variant or DESIGN_VARIANT[design]
-    cid = case_id(table, dataset, attention, train_cfg.loss, "" if table == "vanilla" else variant)
-    config = {"model": asdict(model_cfg), "train": asdict(train_cfg)}
+    model_cfg, train_cfg = configure(dataset, design, attention, ds, scale, seed, device, model_overrides, model)
+    if model == "sar":
+        variant = variant or DESIGN_VARIANT[design]
+        family = "bert4rec" if design == "vanilla" else "modsar"
+        cid = case_id(table, dataset, attention, train_cfg.loss, "" if table == "vanilla" else variant)
+        config = {"model": asdict(model_cfg), "train": asdict(train_cfg)}
+    else:
+        variant = family = model
+        cid = case_id(table, dataset, attention, train_cfg.loss, model)
+        config = {"model": asdict(model_cfg), "train": asdict(train_cfg), "model_name": model}
     key = make_key(cid, config, ds.fingerprint(), seed, scale.name)
     ckpt = (checkpoints / f"{key}.pt") if checkpoints else None
     if not rerun:
@@ -149,10 +168,9 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
     popular = evaluate(MostPopular(split.train), split, stage="test", max_len=model_cfg.max_len,
                        exclude=DEFAULT_RULES)
     test = result.test
-    info = DATASETS.get(dataset)
     rules = list(test.ranks_by_rule)
     record = make_record(
-        case_id=cid, table=table, dataset=dataset, model="bert4rec" if design == "vanilla" else "modsar",
+        case_id=cid, table=table, dataset=dataset, model=family,
         attention=attention, loss=train_cfg.loss, config=config, fingerprint=ds.fingerprint(), seed=seed,
         scale=scale.name, metrics=test.metrics, device=device,
         variant=variant,
@@ -172,14 +190,15 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
                                       **{f"rank_{rule}": popular.ranks_by_rule[rule].tolist()
                                          for rule in rules if rule != popular.exclusion}},
             "epoch_seconds": [round(h["epoch_time"], 3) for h in result.history],
-            "paper_version": bool(info and info.paper_fingerprint == ds.fingerprint()),
+            "paper_version": is_paper_data(dataset, ds.fingerprint()),
             "tie_rule": test.tie_rule,
             "precision": "fp32" if torch.device(device).type != "cuda" else train_cfg.precision,
         },
     )
     weights = model_path(store, record.key)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model_config": asdict(model_cfg), "state_dict": trainer.model.state_dict()}, weights)
+    torch.save({"model_config": asdict(model_cfg), "model_name": model, "state_dict": trainer.model.state_dict()},
+               weights)
     store.write(record)
     if ckpt is not None and ckpt.exists() and result.stopped not in UNFINISHED:
         ckpt.unlink()
@@ -188,12 +207,11 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
 
 def load_model(store: ResultStore, record: ResultRecord, device: str = "cpu"):
     """The trained model of a stored case (None when its weights were not kept)."""
-    from .models.sar import SARConfig, SelfAttentiveRecommender
-
     path = model_path(store, record.key)
     if not path.exists():
         return None
     saved = torch.load(path, map_location=device, weights_only=False)
-    model = SelfAttentiveRecommender(SARConfig(**saved["model_config"])).to(device)
+    spec = get_spec(saved.get("model_name", "sar"))
+    model = build_model(spec.config(**saved["model_config"])).to(device)
     model.load_state_dict(saved["state_dict"])
     return model.eval()

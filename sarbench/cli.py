@@ -21,6 +21,8 @@ from .data import (
     ChecksumError,
     DataFormatError,
     DatasetMissing,
+    DeclarationError,
+    declared_datasets,
     data_dir,
     file_sha256,
     find_dataset_file,
@@ -30,12 +32,14 @@ from .data import (
     make_synthetic,
     paper_version,
 )
+from .data.declared import load_declared
 from .data.readers import READERS
 
 log = logging.getLogger(__name__)
 
 # Errors that are the user's input, not a bug: reported as one line, exit status 1.
-USER_ERRORS: tuple[type[BaseException], ...] = (ChecksumError, DataFormatError, DatasetMissing, KeyError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ChecksumError, DataFormatError, DatasetMissing, DeclarationError,
+                                                KeyError)
 
 
 # --- sarbench data stats --------------------------------------------------------------------------
@@ -104,6 +108,24 @@ def stats_rows(folder=None) -> tuple[list[dict], list[str]]:
             "items": _count(p.items), "interactions": _printed_count(p.interactions),
             "avg len": f"{p.avg_length:.1f}", "density": f"{p.density:.0e}",
             "fingerprint": info.paper_fingerprint or "(not available)", "sha256": "", "paper's version?": "",
+        })
+    try:
+        declared = declared_datasets(root)
+    except DeclarationError as exc:
+        declared = {}
+        problems.append(f"datasets.toml: unreadable; {exc}")
+    for name, decl in declared.items():
+        try:
+            ds = load_declared(decl)
+        except (DataFormatError, ChecksumError, OSError, ValueError) as exc:
+            problems.append(f"{name}: unreadable; {exc}")
+            continue
+        st = ds.stats()
+        rows.append({
+            "dataset": name, "kind": "data", "source": decl.path.name, "users": _count(st.users),
+            "items": _count(st.items), "interactions": _count(st.interactions),
+            "avg len": f"{st.avg_length:.2f}", "density": f"{st.density:.2e}", "fingerprint": ds.fingerprint(),
+            "sha256": "ok" if decl.sha256 else "not declared", "paper's version?": "n/a (not in the paper)",
         })
     syn = make_synthetic()
     st = syn.stats()
@@ -330,28 +352,6 @@ def _epoch_line(row: dict, max_epochs: int, metric: str) -> str:
     return line
 
 
-def _reporting_trainer(on_epoch, on_resume):
-    """A Trainer that calls ``on_epoch(history row)`` after every epoch and ``on_resume(epoch)`` on resume.
-
-    train.py has no callback: ``Trainer.fit`` calls ``save_checkpoint`` once at the end of every epoch,
-    right after appending the epoch's history row, so that is where the hook sits.
-    """
-    from .train import Trainer
-
-    class ReportingTrainer(Trainer):
-        def save_checkpoint(self):
-            super().save_checkpoint()
-            on_epoch(self.history[-1])
-
-        def load_checkpoint(self) -> bool:
-            resumed = super().load_checkpoint()
-            if resumed:
-                on_resume(self.epoch)
-            return resumed
-
-    return ReportingTrainer
-
-
 def _json_ready(value):
     import numpy as np
 
@@ -419,18 +419,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         say = tqdm.write  # keeps the progress bar intact
     else:
         say = print
-    trainer_cls = _reporting_trainer(
-        on_epoch=lambda row: say(_epoch_line(row, train_cfg.max_epochs, train_cfg.metric)),
-        on_resume=lambda epoch: say(f"resumed from {args.checkpoint} after epoch {epoch}"),
-    )
-    trainer = trainer_cls(model_cfg, train_cfg, split, checkpoint=args.checkpoint)
+    from .train import Trainer
+
+    trainer = Trainer(model_cfg, train_cfg, split, checkpoint=args.checkpoint)
     n_params = sum(p.numel() for p in trainer.model.parameters())
     print(f"training {args.preset} on {ds.name} ({ds.num_users:,} users, {ds.num_items:,} items; "
           f"fingerprint {ds.fingerprint()}) on {train_cfg.device}, seed {train_cfg.seed}: {n_params:,} parameters; "
           f"up to {train_cfg.max_epochs} epochs, early stopping on valid {train_cfg.metric} "
           f"(patience {train_cfg.patience})")
     try:
-        result = trainer.fit()
+        if trainer.load_checkpoint():
+            say(f"resumed from {args.checkpoint} after epoch {trainer.epoch}")
+        result = trainer.fit(resume=False, on_epoch=lambda row: say(_epoch_line(row, train_cfg.max_epochs,
+                                                                                 train_cfg.metric)))
     except TrainingDiverged as exc:
         print(f"sarbench: error: {exc}", file=sys.stderr)
         return 1
@@ -467,8 +468,9 @@ def add_train_commands(sub) -> None:
         "validation metrics, then the test metrics of the best validation state. Settings come from the "
         "preset, then --set, then the explicit flags (--epochs, --device, --seed, --eval-users, --no-progress).",
     )
-    train.add_argument("--dataset", choices=[*DATASETS, SYNTHETIC], default=None,
-                       help="dataset name (required unless --list-presets)")
+    train.add_argument("--dataset", default=None,
+                       help=f"dataset name: {', '.join([*DATASETS, SYNTHETIC])} or one declared in the data folder's "
+                       "datasets.toml (required unless --list-presets)")
     train.add_argument("--data-dir", default=None, help=f"folder with the real datasets (default: ${DATA_ENV})")
     train.add_argument("--preset", default=None, metavar="NAME",
                        help="preset such as vanilla-AR or ssept-AE, see --list-presets "

@@ -1,7 +1,9 @@
 """The sarbench pytest plugin: options, markers, fixtures and the end-of-run report for `pytest bench`.
 
 Registered through the ``pytest11`` entry point, so any pytest run in an environment where sarbench
-is installed knows the options below. Session state lives in ``config.stash``.
+is installed knows the options below. It costs such runs nothing: this module imports only pytest,
+and the benchmark's state (torch, data, results store) is built the first time a benchmark case
+asks for it. Session state lives in ``config.stash``.
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ def pytest_addoption(parser):
                     help="retrain cases even when a matching stored result exists (default: reuse)")
     group.addoption("--report-dir", default="reports",
                     help="where the end-of-run report is written (default: reports)")
+    group.addoption("--datasets", default=None, metavar="A,B",
+                    help="run only these datasets (names: synthetic, the paper's five, those declared in the data "
+                         "folder's datasets.toml) (default: all)")
     group.addoption("--update-baseline", action="store_true", default=False,
                     help="write this run's smoke results into the committed smoke baseline instead of "
                          "failing on moved numbers (default: compare)")
@@ -103,16 +108,26 @@ def pytest_configure(config):
 
         if not torch.cuda.is_available():
             raise pytest.UsageError("--gpu was given but no CUDA device is available; refusing to train on CPU")
+
+
+def _data_dir(config):
+    return config.getoption("--data-dir", default=None) or os.environ.get("SARBENCH_DATA") or None
+
+
+def bench_state(config) -> BenchState:
+    """The run's state, built on first use (so that pytest runs without benchmark cases never import torch)."""
+    st = config.stash.get(STATE, None)
+    if st is not None:
+        return st
     from .baseline import BASELINE_DIR, load_smoke
     from .cases import SCALES, DataCache
     from .store import ResultStore
 
-    data_dir = config.getoption("--data-dir") or os.environ.get("SARBENCH_DATA") or None
     results = Path(config.getoption("--results"))
-    config.stash[STATE] = BenchState(
+    st = config.stash[STATE] = BenchState(
         scale=SCALES[config.getoption("--scale")],
         device=_worker_device(config),
-        data=DataCache(data_dir),
+        data=DataCache(_data_dir(config)),
         store=ResultStore(results),
         rerun=config.getoption("--rerun"),
         seeds=config.getoption("--seeds"),
@@ -122,21 +137,44 @@ def pytest_configure(config):
         baseline=load_smoke(config.rootpath / BASELINE_DIR),
         baseline_dir=config.rootpath / BASELINE_DIR,
     )
+    return st
+
+
+def bench_datasets(config) -> list[str]:
+    """The datasets of this run's cases: all known ones, or those named by ``--datasets``."""
+    from .data import dataset_names
+
+    known = dataset_names(_data_dir(config))
+    wanted = config.getoption("--datasets", default=None)
+    if not wanted:
+        return known
+    names = [n.strip() for n in wanted.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise pytest.UsageError(f"--datasets: unknown dataset(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return names
+
+
+def bench_models(config) -> list:
+    """The registered models (sarbench.models.interface): the paper's "sar", then the others by name."""
+    from .models.interface import registered
+
+    models = registered()
+    return [models["sar"], *(models[n] for n in sorted(models) if n != "sar")]
 
 
 def pytest_report_header(config):
-    st = config.stash.get(STATE, None)
-    if st is None:
+    if not any(str(a).split("::")[0].rstrip("/").endswith("bench") or "bench/" in str(a) for a in config.args):
         return None
-    data = st.data.data_dir or "none (synthetic dataset only)"
-    return [f"sarbench: scale={st.scale.name} device={st.device} seeds={st.seeds} data={data} "
-            f"results={st.store.folder}"]
+    data = _data_dir(config) or "none (synthetic dataset only)"
+    return [f"sarbench: scale={config.getoption('--scale')} gpu={config.getoption('--gpu')} "
+            f"seeds={config.getoption('--seeds')} data={data} results={config.getoption('--results')}"]
 
 
 @pytest.fixture(scope="session")
 def bench(pytestconfig) -> BenchState:
     """The run's settings: scale, device, data cache, results store, seeds."""
-    return pytestconfig.stash[STATE]
+    return bench_state(pytestconfig)
 
 
 @pytest.fixture(scope="session")
@@ -155,8 +193,47 @@ def scale(bench) -> str:
     return bench.scale.name
 
 
+class Progress:
+    """Which case is training, its epoch and validation metric: one updating line on a terminal, a
+    plain line every minute (and at the end) in a log. Silent under xdist workers and with -qq."""
+
+    def __init__(self, config):
+        self.reporter = config.pluginmanager.get_plugin("terminalreporter")
+        self.tty = bool(self.reporter and getattr(self.reporter, "isatty", False))
+        self.quiet = hasattr(config, "workerinput") or config.get_verbosity() < -1 or self.reporter is None
+        self.case, self.last_line, self.shown = "", 0.0, False
+
+    def start(self, case: dict):
+        import time
+
+        model = case.get("model", "sar")
+        name = case.get("design", "") if model == "sar" else model
+        self.case = f"{case.get('dataset')} {name}-{case.get('attention')} seed {case.get('seed', 0)}"
+        self.last_line, self.shown = time.monotonic(), False
+
+    def epoch(self, row: dict):
+        import time
+
+        if self.quiet:
+            return
+        valid = row.get("valid") or {}
+        line = (f"training {self.case}: epoch {row['epoch']} loss {row['loss']:.4f} ({row['wall_time']:.1f}s)"
+                + (f" valid R@10 {valid['R@10']:.4f}" if "R@10" in valid else ""))
+        if self.tty:
+            self.reporter.rewrite(line, erase=True)
+            self.shown = True
+        elif row["epoch"] == 1 or time.monotonic() - self.last_line >= 60:
+            self.reporter.write_line(line)
+            self.last_line = time.monotonic()
+
+    def done(self):
+        if self.tty and self.shown:
+            self.reporter.rewrite("", erase=True)
+            self.shown = False
+
+
 @pytest.fixture(scope="session")
-def run(bench):
+def run(bench, pytestconfig):
     """``run(table=..., dataset=..., design=..., attention=..., seed=...)`` -> the case's record.
 
     Trains the case or reuses its stored record; skips (with how to get it) when the dataset is
@@ -165,12 +242,17 @@ def run(bench):
     from .cases import run_case
     from .data import DatasetMissing
 
+    progress = Progress(pytestconfig)
+
     def _run(**case):
+        progress.start(case)
         try:
             record = run_case(scale=bench.scale, device=bench.device, data=bench.data, store=bench.store,
-                              rerun=bench.rerun, checkpoints=bench.checkpoints, **case)
+                              rerun=bench.rerun, checkpoints=bench.checkpoints, on_epoch=progress.epoch, **case)
         except DatasetMissing as exc:
             pytest.skip(str(exc))
+        finally:
+            progress.done()
         bench.ran_cases.append(record)
         return record
 
@@ -178,9 +260,13 @@ def run(bench):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    st = session.config.stash.get(STATE, None)
-    if st is None or hasattr(session.config, "workerinput"):
+    if hasattr(session.config, "workerinput"):
         return  # xdist workers leave the report to the controller
+    st = session.config.stash.get(STATE, None)  # None: no benchmark case asked for it here
+    if st is None:
+        if not (_xdist_ran_cases(session) and Path(session.config.getoption("--results")).is_dir()):
+            return
+        st = bench_state(session.config)
     if not st.ran_cases and not _xdist_ran_cases(session):
         return
     from .report import build_report, build_tables, summary_text

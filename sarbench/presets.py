@@ -39,10 +39,18 @@ VANILLA = {
     "video": (2, 0.2, 0.2, 0.5, 1, 0.5, 0.5),
     "sports": (2, 0.2, 0.2, 0.5, 1, 0.5, 0.5),
     "yelp": (2, 0.2, 0.2, 0.5, 1, 0.5, 0.5),
-    # not in the paper: the embedded synthetic default, with the common settings
-    "synthetic": (2, 0.2, 0.2, 0.5, 1, 0.2, 0.2),
 }
-MAX_LEN = {"ml-1m": 200}  # 50 for every other dataset
+# Any other dataset (the embedded synthetic one, a declared one): the settings common to the table.
+DEFAULT_VANILLA = (2, 0.2, 0.2, 0.5, 1, 0.2, 0.2)
+DEFAULT_MAX_LEN = 50
+
+
+def max_len(dataset: str) -> int:
+    """The maximum sequence length of a dataset: the paper's (its registry entry, e.g. 200 on ml-1m),
+    a declared dataset's ``max_len``, else 50."""
+    from .data import dataset_max_len
+
+    return dataset_max_len(dataset, DEFAULT_MAX_LEN)
 
 DESIGNS = ("vanilla", "local", "ssept", "ce", "bpr", "bce")
 
@@ -59,12 +67,10 @@ def preset(name: str, dataset: str, num_items: int, num_users: int = 0) -> tuple
         design, attention = name, ""
     if design not in DESIGNS or attention not in ("AE", "AR"):
         raise KeyError(f"unknown preset {name!r}; known presets: {', '.join(preset_names())}")
-    if dataset not in VANILLA:
-        raise KeyError(f"no preset values for dataset {dataset!r}; known: {', '.join(VANILLA)}")
-    ae_h, ae_do, ae_ado, mask_p, ar_h, ar_do, ar_ado = VANILLA[dataset]
+    ae_h, ae_do, ae_ado, mask_p, ar_h, ar_do, ar_ado = VANILLA.get(dataset, DEFAULT_VANILLA)
     heads, dropout, attn_dropout = (ae_h, ae_do, ae_ado) if attention == "AE" else (ar_h, ar_do, ar_ado)
     model = SARConfig(
-        num_items=num_items, attention=attention, max_len=MAX_LEN.get(dataset, 50), hidden=64, layers=2,
+        num_items=num_items, attention=attention, max_len=max_len(dataset), hidden=64, layers=2,
         heads=heads, dropout=dropout, attn_dropout=attn_dropout, mask_prob=mask_p,
     )
     train = TrainConfig(loss="ce", optimizer="adamw", lr=1e-3, weight_decay=0.1, eps=1e-6, batch_size=256,

@@ -67,6 +67,14 @@ log = logging.getLogger(__name__)
 SCHEMA = 2
 # Train-config fields that control a run without changing its result; left out of the key.
 RUN_CONTROLS: tuple[str, ...] = ("progress", "max_minutes")
+# Config fields added after results version 2, each with the value that means "as before it existed".
+# At that value a field is left out of the key, so adding an option never changes the key of (or
+# orphans the stored records of) a configuration that does not use it. A new field of a model or
+# train config must be listed here (tests/test_store.py checks it); its neutral value never changes.
+ADDED_FIELDS: dict[str, dict[str, Any]] = {
+    "model": {"embedding_scale": False, "norm_residual": False, "ffn_inner_dropout": False, "init": "trunc_normal"},
+    "train": {},
+}
 TABLES: tuple[str, ...] = ("vanilla", "design", "hf", "analysis")
 ATTENTIONS: tuple[str, ...] = ("AE", "AR")
 SCALES: tuple[str, ...] = ("smoke", "paper")
@@ -178,11 +186,15 @@ def config_dict(config: Any) -> dict[str, Any]:
 
 
 def identity_config(config: Any) -> dict[str, Any]:
-    """The configuration without run controls (``RUN_CONTROLS`` of a ``train`` section, or at top level)."""
+    """The configuration as the key sees it: without run controls (``RUN_CONTROLS``, in a ``train``
+    section or at top level) and without added fields at their neutral value (``ADDED_FIELDS``)."""
     config = config_dict(config)
     out = {k: v for k, v in config.items() if k not in RUN_CONTROLS}
     if isinstance(out.get("train"), Mapping):
         out["train"] = {k: v for k, v in out["train"].items() if k not in RUN_CONTROLS}
+    for section, neutral in ADDED_FIELDS.items():
+        if isinstance(out.get(section), Mapping):
+            out[section] = {k: v for k, v in out[section].items() if not (k in neutral and v == neutral[k])}
     return out
 
 

@@ -34,8 +34,10 @@ from .data import SequenceDataset, Split
 from .evaluate import EvalResult, evaluate
 from .evaluate import PAPER_RULE, RULES
 from .models.losses import chunked_cross_entropy, sample_negatives, sampled_loss
-from .models.sar import SARConfig, SelfAttentiveRecommender
+from .models.interface import build_model, training_fields
+from .models.sar import SARConfig
 from .optim import BertAdamW
+from .store import identity_config
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +84,6 @@ class TrainConfig:
             raise ValueError(f"exclusion must be one of {', '.join(RULES)}, got {self.exclusion!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-
-
-# Settings that control a run but do not change its result: a checkpoint or record made with other
-# values of these is the same run (a time cap of one session, a progress bar).
-RUN_CONTROLS = ("progress", "max_minutes")
-
-
-def _identity(train_config: dict) -> dict:
-    return {k: v for k, v in train_config.items() if k not in RUN_CONTROLS}
 
 
 @functools.lru_cache(maxsize=None)
@@ -227,7 +220,7 @@ def target_weights(targets: np.ndarray, batch_list, weighted: bool) -> np.ndarra
 # --- the trainer -----------------------------------------------------------------------------
 @dataclass
 class TrainResult:
-    model_config: SARConfig
+    model_config: SARConfig  # or another registered model's config
     train_config: TrainConfig
     best_epoch: int
     epochs: int
@@ -270,7 +263,8 @@ class Trainer:
         np.random.seed(cfg.seed)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
-        self.model = SelfAttentiveRecommender(model_cfg).to(self.device)
+        self.fields = training_fields(model_cfg)  # what the trainer reads of any model's config
+        self.model = build_model(model_cfg).to(self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.batch_generator = torch.Generator().manual_seed(cfg.seed + 1)
         if cfg.optimizer == "bert_adamw":
@@ -282,7 +276,8 @@ class Trainer:
         else:
             self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                                               weight_decay=cfg.weight_decay)
-        users, inputs, targets, lengths = training_windows(split.train, model_cfg.attention, model_cfg.max_len)
+        f = self.fields
+        users, inputs, targets, lengths = training_windows(split.train, f.attention, f.max_len)
         self.users = torch.as_tensor(users, device=self.device)
         self.inputs = torch.as_tensor(inputs, device=self.device)
         self.targets = torch.as_tensor(targets, device=self.device)
@@ -290,7 +285,7 @@ class Trainer:
         self.lengths_cpu = torch.as_tensor(lengths)
         # The length-grouped objective divides each batch's summed loss by this constant (module doc).
         n_batches = math.ceil(len(lengths) / cfg.batch_size)
-        targets = targets_per_user(lengths, model_cfg.attention, model_cfg.max_len, model_cfg.mask_prob)
+        targets = targets_per_user(lengths, f.attention, f.max_len, f.mask_prob)
         self.loss_denominator = float(targets.sum()) / n_batches if cfg.length_buckets > 1 else None
         self.eval_users = None
         if cfg.eval_users and cfg.eval_users < len(split.eval_users):
@@ -306,7 +301,7 @@ class Trainer:
     # --- one batch -----------------------------------------------------------------------------
     def _batch(self, idx):
         """Inputs, users and (positions, target items) for one batch, drawn on the device."""
-        mc = self.model_cfg
+        mc = self.fields
         L = int(self.lengths_cpu[idx].max())
         idx = idx.to(self.device)
         x = self.inputs[idx, :L]
@@ -347,7 +342,7 @@ class Trainer:
         denominator = self.loss_denominator  # None: the mean over this batch's targets
         if self.cfg.loss == "ce":
             return chunked_cross_entropy(hs, w, b, pos - 1, denominator=denominator)
-        neg = sample_negatives(pos, self.model_cfg.num_items, self.cfg.num_negatives, generator=self.generator)
+        neg = sample_negatives(pos, self.fields.num_items, self.cfg.num_negatives, generator=self.generator)
         return sampled_loss(self.cfg.loss, hs.float(), w.float(), None if b is None else b.float(), pos, neg,
                             denominator=denominator)
 
@@ -379,7 +374,7 @@ class Trainer:
         return evaluate(
             self.model, self.split, stage=stage, ks=self.cfg.ks,
             exclude=self.cfg.exclusion if stage == "valid" else (self.cfg.exclusion, *(r for r in ("input", "history") if r != self.cfg.exclusion)),
-            max_len=self.model_cfg.max_len, device=str(self.device), users=self.eval_users,
+            max_len=self.fields.max_len, device=str(self.device), users=self.eval_users,
         )
 
     # --- checkpoints -----------------------------------------------------------------------------
@@ -415,7 +410,9 @@ class Trainer:
         # Load to CPU: random-generator states must stay CPU tensors (Generator.set_state takes no
         # other), and load_state_dict moves model and optimiser tensors to where their parameters are.
         st = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
-        if st["model_config"] != asdict(self.model_cfg) or _identity(st["train_config"]) != _identity(asdict(self.cfg)):
+        # The same run: equal configurations up to run controls and options added since at their neutral value.
+        saved = identity_config({"model": st["model_config"], "train": st["train_config"]})
+        if saved != identity_config({"model": asdict(self.model_cfg), "train": asdict(self.cfg)}):
             raise ValueError(f"checkpoint {self.checkpoint} was written for a different configuration")
         self.model.load_state_dict(st["model"])
         self.optimizer.load_state_dict(st["optimizer"])
@@ -454,7 +451,7 @@ class Trainer:
         if cfg.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=cfg.max_epochs, initial=self.epoch, desc=f"{self.model_cfg.attention} train",
+            bar = tqdm(total=cfg.max_epochs, initial=self.epoch, desc=f"{self.fields.attention} train",
                        unit="epoch", leave=False)
         try:
             if self.bad_epochs >= cfg.patience:  # a resumed run that had already stopped early

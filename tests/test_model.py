@@ -64,8 +64,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in tests/conftest.
 
 def test_attention_mask_truth_tables():
     real = torch.tensor([[True, True, True, False], [True, False, False, False]])
-    ae = attention_mask(real, "AE")
-    ar = attention_mask(real, "AR")
+    ae = attention_mask(real, "AE").allowed
+    ar = attention_mask(real, "AR").allowed
     assert ae.shape == ar.shape == (2, 1, 4, 4) and ae.dtype == torch.bool
     # AE: every query sees exactly the real keys.
     assert ae[0, 0].int().tolist() == [[1, 1, 1, 0]] * 4
@@ -80,22 +80,22 @@ def test_attention_mask_local_heads():
     band = [[int(abs(i - j) <= 1) for j in range(5)] for i in range(5)]
     causal_band = [[int(0 <= i - j <= 1) for j in range(5)] for i in range(5)]
     # two heads, the last one local with window 1; the first stays global
-    m = attention_mask(real, "AE", heads=2, window=1, local_heads=1)
+    m = attention_mask(real, "AE", heads=2, window=1, local_heads=1).allowed
     assert m.shape == (1, 2, 5, 5)
     assert m[0, 0].all()
     assert m[0, 1].int().tolist() == band
-    m = attention_mask(real, "AR", heads=2, window=1, local_heads=1)
+    m = attention_mask(real, "AR", heads=2, window=1, local_heads=1).allowed
     assert m[0, 0].int().tolist() == [[int(j <= i) for j in range(5)] for i in range(5)]
     assert m[0, 1].int().tolist() == causal_band
     # local_heads >= heads: every head is local
-    m = attention_mask(real, "AE", heads=2, window=1, local_heads=5)
+    m = attention_mask(real, "AE", heads=2, window=1, local_heads=5).allowed
     assert m[0, 0].int().tolist() == band and m[0, 1].int().tolist() == band
     # a window without local heads (or local heads without a window) changes nothing
-    assert torch.equal(attention_mask(real, "AE", heads=2, window=1, local_heads=0).expand(1, 2, 5, 5),
-                       attention_mask(real, "AE", heads=2).expand(1, 2, 5, 5))
+    assert torch.equal(attention_mask(real, "AE", heads=2, window=1, local_heads=0).allowed.expand(1, 2, 5, 5),
+                       attention_mask(real, "AE", heads=2).allowed.expand(1, 2, 5, 5))
     # padding keys stay forbidden inside the window
     real = torch.tensor([[True, True, False, False, False]])
-    m = attention_mask(real, "AE", heads=1, window=1, local_heads=1)
+    m = attention_mask(real, "AE", heads=1, window=1, local_heads=1).allowed
     assert m[0, 0].int().tolist() == [[int(abs(i - j) <= 1 and j < 2) for j in range(5)] for i in range(5)]
 
 
@@ -287,7 +287,7 @@ def test_config_rejects_bad_values(kw, match):
 
 def test_keep_mask_is_exactly_u_at_least_t_for_every_byte_and_threshold():
     """_keep_mask keeps a position exactly when its 7-bit random number u is >= t, for every t."""
-    from sarbench.models.sar import _keep_mask
+    from sarbench.models.kernels import _keep_mask
 
     n = 4096  # 4,096 random bytes: every 7-bit value occurs (checked at the end)
     for t in range(1, 128):
@@ -301,7 +301,7 @@ def test_keep_mask_is_exactly_u_at_least_t_for_every_byte_and_threshold():
 
 
 def test_byte_dropout_keeps_the_expectation():
-    from sarbench.models.sar import dropout
+    from sarbench.models.kernels import dropout
 
     torch.manual_seed(0)
     x = torch.ones(400_000, requires_grad=True)
@@ -319,13 +319,13 @@ def test_dropout_attention_equals_composed_ops(attention, heads, local):
     with the same random draws, in value and gradient, wherever a query has an allowed key."""
     import math
 
-    from sarbench.models.sar import additive_bias, dropout, dropout_attention
+    from sarbench.models.kernels import additive_bias, dropout, dropout_attention
 
     B, L, hs = 3, 7, 4
     real = torch.ones(B, L, dtype=torch.bool)
     real[1, 5:] = False
     real[2, 2:] = False
-    allowed = attention_mask(real, attention, heads, 2 if local else 0, local)
+    allowed = attention_mask(real, attention, heads, 2 if local else 0, local).allowed
     live = allowed.expand(B, heads, L, L).any(-1, keepdim=True)  # queries with at least one key
     gen = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(B, heads, L, hs, dtype=torch.float64, generator=gen, requires_grad=True) for _ in range(3))

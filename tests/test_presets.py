@@ -97,9 +97,15 @@ def test_unknown_preset_lists_the_known_ones(name):
         preset(name, "beauty", num_items=100)
 
 
-def test_unknown_dataset_lists_the_known_ones():
-    with pytest.raises(KeyError, match="no preset values for dataset 'amazon'; known: beauty, ml-1m"):
-        preset("vanilla-AR", "amazon", num_items=100)
+def test_other_datasets_get_the_documented_defaults():
+    """A dataset outside the paper (declared, synthetic) gets the settings common to Table 4 and max_len 50."""
+    from sarbench.presets import DEFAULT_MAX_LEN, DEFAULT_VANILLA
+
+    ae, _ = preset("vanilla-AE", "mydata", num_items=100)
+    ar, _ = preset("vanilla-AR", "mydata", num_items=100)
+    assert (ae.heads, ae.dropout, ae.attn_dropout, ae.mask_prob) == DEFAULT_VANILLA[:4]
+    assert (ar.heads, ar.dropout, ar.attn_dropout) == DEFAULT_VANILLA[4:]
+    assert ae.max_len == ar.max_len == DEFAULT_MAX_LEN == 50
 
 
 @pytest.fixture(scope="module")

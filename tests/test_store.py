@@ -285,3 +285,40 @@ def test_code_version_commit_and_dirty_mark(tmp_path):
     assert code_version(str(tmp_path)) == clean + "-dirty"
     code_version.cache_clear()
     assert sys.modules["sarbench"].__version__ in code_version()
+
+
+# Fields of the model and train configs when results version 2 began; anything newer must be listed in
+# ADDED_FIELDS with its neutral value, so that adding an option never changes existing keys.
+V2_FIELDS = {
+    "model": {"num_items", "attention", "max_len", "hidden", "layers", "heads", "dropout", "attn_dropout",
+              "norm_first", "activation", "embedding_norm", "embedding_norm_eps", "output_transform", "item_bias",
+              "mask_prob", "local_window", "local_heads", "num_users", "sse_item_prob", "sse_user_prob"},
+    "train": {"loss", "num_negatives", "optimizer", "lr", "weight_decay", "betas", "eps", "grad_clip", "batch_size",
+              "max_epochs", "eval_every", "patience", "metric", "ks", "exclusion", "eval_users", "length_buckets",
+              "seed", "deterministic", "device", "precision", "progress", "max_minutes"},
+}
+
+
+def test_new_config_fields_are_declared_with_a_neutral_value():
+    import dataclasses
+
+    from sarbench.models.sar import SARConfig
+    from sarbench.store import ADDED_FIELDS
+    from sarbench.train import TrainConfig
+
+    for section, cls in (("model", SARConfig), ("train", TrainConfig)):
+        fields = {f.name: f.default for f in dataclasses.fields(cls)}
+        undeclared = set(fields) - V2_FIELDS[section] - set(ADDED_FIELDS[section])
+        assert not undeclared, f"{cls.__name__} fields {sorted(undeclared)} must be listed in store.ADDED_FIELDS"
+        for name, neutral in ADDED_FIELDS[section].items():
+            assert fields[name] == neutral, f"{cls.__name__}.{name} defaults to {fields[name]!r}, not neutral"
+
+
+def test_an_added_field_at_its_neutral_value_leaves_the_key_alone():
+    from sarbench.store import ADDED_FIELDS
+
+    before = {"model": {"hidden": 64}, "train": {"lr": 1e-3}}
+    after = {"model": {"hidden": 64, **ADDED_FIELDS["model"]}, "train": {"lr": 1e-3}}
+    assert make_key("c", before, "fp", 0, "paper") == make_key("c", after, "fp", 0, "paper")
+    used = {"model": {"hidden": 64, **ADDED_FIELDS["model"], "init": "xavier"}, "train": {"lr": 1e-3}}
+    assert make_key("c", used, "fp", 0, "paper") != make_key("c", before, "fp", 0, "paper")

@@ -1,10 +1,11 @@
-"""Datasets: readers, the registry of the paper's five datasets, the synthetic default, loading.
+"""Datasets: readers, the registry of the paper's five datasets, declared datasets, the synthetic default, loading.
 
 A real dataset is found in the data folder (``--data-dir`` or ``$SARBENCH_DATA``) as its processed file
 (``DatasetInfo.filename``, optionally gzipped as ``<filename>.gz``), which is checked against the
 registry's sha256 and read as is; or, when only the raw source is there (``DatasetInfo.raw.filename``,
 e.g. ``ml-1m.zip``), it is read and preprocessed with the paper's one-pass filter. The processed file
-wins when both are present.
+wins when both are present. Other datasets are declared in the data folder's ``datasets.toml``
+(see :mod:`sarbench.data.declared`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import os
 from pathlib import Path
 
+from .declared import DECLARATIONS, DeclarationError, DeclaredDataset, declared_datasets, load_declared
 from .preprocess import preprocess as _preprocess  # not re-exported: the name is the submodule's
 from .raw import RAW_READERS, Interactions, read_raw
 from .readers import READERS, ChecksumError, DataFormatError, file_sha256, read_lines, read_pairs
@@ -85,8 +87,29 @@ def load_raw(name: str, path: str | os.PathLike) -> SequenceDataset:
     return _preprocess(interactions, name, min_count=5, iterate=False, item_order=info.raw.item_order)
 
 
+def dataset_names(folder: str | os.PathLike | None = None) -> list[str]:
+    """Every dataset a run can use: 'synthetic', the paper's five, then those declared in the data folder."""
+    return [SYNTHETIC, *DATASETS, *declared_datasets(data_dir(folder))]
+
+
+def dataset_max_len(name: str, default: int = 50, folder: str | os.PathLike | None = None) -> int:
+    """The maximum sequence length of a dataset: the paper's, or its declaration's, else ``default``."""
+    if name in DATASETS:
+        return DATASETS[name].max_len
+    declared = declared_datasets(data_dir(folder)).get(name)
+    return declared.max_len if declared is not None else default
+
+
+def is_paper_data(name: str, fingerprint: str) -> bool:
+    """The one answer to "is this the paper's data?": a paper dataset whose processed sequences have
+    the fingerprint of the paper's version (only then are results compared with the paper cell by cell)."""
+    info = DATASETS.get(name)
+    return info is not None and info.paper_fingerprint is not None and fingerprint == info.paper_fingerprint
+
+
 def load_dataset(name: str, folder: str | os.PathLike | None = None, verify: bool = True) -> SequenceDataset:
-    """Load a dataset by registry name ('beauty', 'sports', 'video', 'yelp', 'ml-1m') or 'synthetic'.
+    """Load a dataset by registry name ('beauty', 'sports', 'video', 'yelp', 'ml-1m'), 'synthetic', or
+    a name declared in the data folder's datasets.toml.
 
     ``folder`` defaults to ``$SARBENCH_DATA``. The synthetic dataset needs no folder. A processed
     file whose sha256 differs from the registry's raises :class:`ChecksumError` (``verify=False``
@@ -95,6 +118,10 @@ def load_dataset(name: str, folder: str | os.PathLike | None = None, verify: boo
     """
     if name == SYNTHETIC:
         return make_synthetic()
+    if name not in DATASETS:
+        declared = declared_datasets(data_dir(folder)).get(name)
+        if declared is not None:
+            return load_declared(declared)
     info = dataset_info(name)
     found = find_dataset_file(name, folder)
     if found is None:
@@ -123,6 +150,13 @@ def dataset_paper_version(name: str, ds: SequenceDataset) -> tuple[bool | None, 
 
 __all__ = [
     "DATASETS",
+    "DECLARATIONS",
+    "DeclarationError",
+    "DeclaredDataset",
+    "dataset_max_len",
+    "dataset_names",
+    "declared_datasets",
+    "is_paper_data",
     "DATA_ENV",
     "ChecksumError",
     "DataFormatError",

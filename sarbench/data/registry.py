@@ -203,7 +203,8 @@ def dataset_info(name: str) -> DatasetInfo:
         return DATASETS[name]
     except KeyError:
         known = ", ".join(DATASETS) + ", synthetic"
-        raise KeyError(f"unknown dataset {name!r}; known datasets: {known}") from None
+        raise KeyError(f"unknown dataset {name!r}; known datasets: {known}, and those declared in the data "
+                       f"folder's datasets.toml") from None
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
