@@ -155,6 +155,17 @@ def bench_datasets(config) -> list[str]:
     return names
 
 
+def table_datasets(config, table: str, default: tuple[str, ...] = ("synthetic",)) -> list[str]:
+    """Datasets of an on-demand table's cases (``design``, ``hf``): all of :func:`bench_datasets` when the
+    run asks for the table (``-m design``, ``-m hf``) or names datasets (``--datasets``); otherwise, as in
+    a plain ``pytest`` (CI), only ``default`` (those of them that exist)."""
+    datasets = bench_datasets(config)
+    markexpr = config.getoption("markexpr", default="") or ""
+    if config.getoption("--datasets", default=None) or table in markexpr.replace("(", " ").replace(")", " ").split():
+        return datasets
+    return [d for d in datasets if d in default]
+
+
 def bench_models(config) -> list:
     """The registered models (sarbench.models.interface): the paper's "sar", then the others by name."""
     from .models.interface import registered
