@@ -73,7 +73,7 @@ RUN_CONTROLS: tuple[str, ...] = ("progress", "max_minutes")
 # train config must be listed here (tests/test_store.py checks it); its neutral value never changes.
 ADDED_FIELDS: dict[str, dict[str, Any]] = {
     "model": {"embedding_scale": False, "norm_residual": False, "ffn_inner_dropout": False, "init": "trunc_normal"},
-    "train": {},
+    "train": {"decay_all": False, "negatives": "own"},
 }
 TABLES: tuple[str, ...] = ("vanilla", "design", "hf", "analysis")
 ATTENTIONS: tuple[str, ...] = ("AE", "AR")

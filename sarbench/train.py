@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     loss: str = "ce"  # "ce" over all items, or "bpr" / "bce" with sampled negatives
     num_negatives: int = 1  # negatives per positive for bpr / bce
+    # bpr / bce negatives are uniform over the items except: "own" the position's own target, or
+    # "sequence" every target of the sequence (the authors' modular code does this for AR)
+    negatives: str = "own"
     # "bert_adamw" (the authors' Table-4 optimiser: AdamW without bias correction, see optim.py),
     # "adamw" (torch's, with bias correction) or "adam" (L2 decay); the AdamW kinds decay no bias or norm.
     optimizer: str = "adamw"
@@ -53,6 +56,7 @@ class TrainConfig:
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8  # optimiser epsilon (torch's default; the authors' Table-4 code: 1e-6)
+    decay_all: bool = False  # AdamW kinds: decay every parameter (the authors' local_attn); else none on biases/norms
     grad_clip: float = 5.0  # max gradient norm; 0 = off
     batch_size: int = 256
     max_epochs: int = 1000
@@ -82,6 +86,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'adam', 'adamw' or 'bert_adamw', got {self.optimizer!r}")
         if self.exclusion not in RULES:
             raise ValueError(f"exclusion must be one of {', '.join(RULES)}, got {self.exclusion!r}")
+        if self.negatives not in ("own", "sequence"):
+            raise ValueError(f"negatives must be 'own' or 'sequence', got {self.negatives!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
 
@@ -241,17 +247,18 @@ class TrainResult:
         }
 
 
-def _param_groups(model, weight_decay):
+def _param_groups(model, weight_decay, decay_all: bool = False):
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "norm" in name or "bias" in name else decay).append(p)
+        (no_decay if not decay_all and (p.ndim < 2 or "norm" in name or "bias" in name) else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 class Trainer:
     """Trains one model on one split. ``fit()`` runs to early stopping and tests the best state."""
 
-    def __init__(self, model_cfg: SARConfig, cfg: TrainConfig, split: Split, checkpoint: str | os.PathLike | None = None):
+    def __init__(self, model_cfg: SARConfig, cfg: TrainConfig, split: Split,
+                 checkpoint: str | os.PathLike | None = None):
         self.model_cfg, self.cfg, self.split = model_cfg, cfg, split
         self.device = torch.device(cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -267,11 +274,11 @@ class Trainer:
         self.model = build_model(model_cfg).to(self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.batch_generator = torch.Generator().manual_seed(cfg.seed + 1)
+        groups = _param_groups(self.model, cfg.weight_decay, cfg.decay_all)
         if cfg.optimizer == "bert_adamw":
-            self.optimizer = BertAdamW(_param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
-                                       eps=cfg.eps)
+            self.optimizer = BertAdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
         elif cfg.optimizer == "adamw":
-            self.optimizer = torch.optim.AdamW(_param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
+            self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas,
                                                eps=cfg.eps)
         else:
             self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
@@ -342,7 +349,12 @@ class Trainer:
         denominator = self.loss_denominator  # None: the mean over this batch's targets
         if self.cfg.loss == "ce":
             return chunked_cross_entropy(hs, w, b, pos - 1, denominator=denominator)
-        neg = sample_negatives(pos, self.fields.num_items, self.cfg.num_negatives, generator=self.generator)
+        if self.cfg.negatives == "sequence":  # exclude every target of the position's sequence
+            rows = sel.nonzero()[:, 0]
+            neg = sample_negatives(pos, self.fields.num_items, self.cfg.num_negatives, generator=self.generator,
+                                   exclude=(y, rows))
+        else:
+            neg = sample_negatives(pos, self.fields.num_items, self.cfg.num_negatives, generator=self.generator)
         return sampled_loss(self.cfg.loss, hs.float(), w.float(), None if b is None else b.float(), pos, neg,
                             denominator=denominator)
 
@@ -371,9 +383,10 @@ class Trainer:
 
     def evaluate(self, stage: str) -> EvalResult:
         self.model.eval()
+        # validation: the early-stopping rule only; test: that rule first, then the other of the two
+        rules = (self.cfg.exclusion, *(r for r in ("input", "history") if r != self.cfg.exclusion))
         return evaluate(
-            self.model, self.split, stage=stage, ks=self.cfg.ks,
-            exclude=self.cfg.exclusion if stage == "valid" else (self.cfg.exclusion, *(r for r in ("input", "history") if r != self.cfg.exclusion)),
+            self.model, self.split, stage=stage, ks=self.cfg.ks, exclude=rules[0] if stage == "valid" else rules,
             max_len=self.fields.max_len, device=str(self.device), users=self.eval_users,
         )
 

@@ -59,26 +59,33 @@ def test_vanilla_presets_match_the_authors_table4_script(dataset):
 @pytest.mark.parametrize("dataset", DATASETS)
 @pytest.mark.parametrize("design", [d for d in DESIGNS if d != "vanilla"])
 def test_design_presets_use_the_modular_network(design, dataset):
+    """protocol.md §2b, §3 and §5: ModSAR's network and training, the base values of its run files."""
     ae, ae_train = preset(f"{design}-AE", dataset, num_items=100, num_users=40)
     ar, ar_train = preset(f"{design}-AR", dataset, num_items=100, num_users=40)
     vanilla_ae, _ = preset("vanilla-AE", dataset, num_items=100)
+    drop, mask = (0.5, 0.8) if dataset == "beauty" else (0.2, 0.2)
     for model in (ae, ar):
-        # ModSAR: SASRec-style pre-LN blocks, ReLU, no embedding LN, no output transform, no item bias
-        assert (model.norm_first, model.activation, model.embedding_norm, model.output_transform,
-                model.item_bias) == (True, "relu", False, False, False)
+        # ModSAR: sqrt(d)-scaled item embeddings, SASRec blocks (residual from the normalised input), ReLU with
+        # dropout inside the FFN, no embedding LN, no output transform, no item bias, xavier init
+        assert (model.norm_first, model.norm_residual, model.activation, model.embedding_norm,
+                model.output_transform, model.item_bias) == (True, True, "relu", False, False, False)
+        assert (model.embedding_scale, model.ffn_inner_dropout, model.init) == (True, True, "xavier")
         assert (model.hidden, model.layers, model.max_len) == (64, 2, vanilla_ae.max_len)
-    assert ae_train == ar_train
+        assert (model.dropout, model.attn_dropout, model.mask_prob) == (drop, drop, mask)
+    assert replace(ae_train, negatives="own") == replace(ar_train, negatives="own")
+    assert (ae_train.negatives, ar_train.negatives) == ("own", "sequence")  # AR excludes the sequence's targets
     t = ae_train
     assert (t.batch_size, t.grad_clip, t.lr, t.betas) == (128, 0.0, 1e-3, (0.9, 0.98))
+    assert (t.max_epochs, t.eval_every, t.patience) == (2000, 5, 50)  # 10 validations without a better R@10
     expected_loss = {"local": "ce", "ssept": "bce", "ce": "ce", "bpr": "bpr", "bce": "bce"}[design]
     assert t.loss == expected_loss
     if design == "local":
-        assert (t.optimizer, t.weight_decay) == ("adamw", 1e-2)
+        assert (t.optimizer, t.weight_decay, t.decay_all) == ("adamw", 0.0, True)
         for model in (ae, ar):
             assert (model.heads, model.local_window, model.local_heads) == (2, 2, 1)
     else:
         assert (t.optimizer, t.weight_decay) == ("adam", 0.0)
-        assert ae.local_window == ar.local_window == 0
+        assert ae.local_window == ar.local_window == 0 and ae.heads == ar.heads == 1
     if design == "ssept":
         for model in (ae, ar):
             assert (model.num_users, model.sse_item_prob, model.sse_user_prob) == (40, 0.2, 0.2)

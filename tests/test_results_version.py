@@ -1,19 +1,26 @@
 """Guard of RESULTS_VERSION: a change that moves results must bump it (sarbench/provenance.py).
 
 Tiny models of every kind (each design preset, AE and AR) train for two epochs on a tiny synthetic
-dataset; their per-epoch losses and test metrics under both exclusion rules are compared with
-``golden_results.json``, which was written for the current results version. Runs are deterministic
-on one torch build, so a refactor leaves them equal (within float noise), while a change to a mask,
-loss, optimiser, initialisation, data split or metric moves them. When that was intended:
+dataset; their per-epoch losses, trained weights and test metrics under both exclusion rules are
+compared with ``golden_results.json``, which was written for the current results version. Runs are
+deterministic on one torch build, so a refactor leaves them equal (within float noise), while a
+change to a mask, loss, optimiser, initialisation, data split or metric moves them. When that was
+intended:
 
     1. bump RESULTS_VERSION in sarbench/provenance.py (stored records become stale, on purpose);
     2. python tests/test_results_version.py --update   (rewrites golden_results.json)
+
+A changed *configuration* (a preset now sets other values) needs no bump: the configuration is part
+of every record's key, so its old records are not reused anyway. The golden file keeps each case's
+configuration; ``--update`` rewrites a case whose configuration changed, and refuses to rewrite one
+whose configuration is the same but whose numbers moved unless the results version was bumped.
 
 The golden numbers belong to the torch version that wrote them; under another one the test skips.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import replace
@@ -43,12 +50,15 @@ def golden_numbers(name: str) -> dict:
     mc = replace(mc, hidden=16, layers=1, heads=heads, max_len=12)
     # validated once, at the end: the weights tested never depend on which epoch won a close validation
     tc = replace(tc, batch_size=16, max_epochs=2, eval_every=2, patience=10, progress=False, seed=3)
+    from sarbench.store import identity_config
+
     trainer = Trainer(mc, tc, ds.split())
     result = trainer.fit()
+    config = identity_config({"model": dataclasses.asdict(mc), "train": dataclasses.asdict(tc)})
     # The trained weights, seen through fixed random projections: as sensitive as the weights themselves.
     theta = torch.cat([p.detach().double().flatten() for p in trainer.model.state_dict().values()])
     directions = torch.randn(PROJECTIONS, len(theta), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    return {"loss": [row["loss"] for row in result.history],
+    return {"config": config, "loss": [row["loss"] for row in result.history],
             "weights": {"norm": theta.norm().item(), "projections": (directions @ theta / len(theta) ** 0.5).tolist()},
             "test": {rule: m for rule, m in result.test.metrics_by_rule.items()}}
 
@@ -72,8 +82,16 @@ def moved(got: dict, want: dict) -> list[str]:
 def write_golden() -> str:
     from sarbench.provenance import RESULTS_VERSION
 
-    data = {"results_version": RESULTS_VERSION, "torch": torch.__version__,
-            "cases": {name: golden_numbers(name) for name in CASES}}
+    old = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+    cases = {name: golden_numbers(name) for name in CASES}
+    if old.get("results_version") == RESULTS_VERSION and old.get("torch") == torch.__version__:
+        refused = [f"{name}: {'; '.join(moved(got, old['cases'][name]))}" for name, got in cases.items()
+                   if name in old.get("cases", {}) and got["config"] == old["cases"][name].get("config")
+                   and moved(got, old["cases"][name])]
+        if refused:
+            raise SystemExit("results moved for unchanged configurations -- bump RESULTS_VERSION in "
+                             "sarbench/provenance.py first:\n" + "\n".join(refused))
+    data = {"results_version": RESULTS_VERSION, "torch": torch.__version__, "cases": cases}
     GOLDEN.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     return f"wrote {GOLDEN} for results version {RESULTS_VERSION}"
 
@@ -93,7 +111,11 @@ def golden():
 
 @pytest.mark.parametrize("name", CASES)
 def test_results_unchanged_for_this_results_version(golden, name):
-    problems = moved(golden_numbers(name), golden[name])
+    got = golden_numbers(name)
+    assert got["config"] == golden[name]["config"], (
+        f"{name}: the preset's configuration changed; that needs no results-version bump (the configuration is "
+        "part of the key): run `python tests/test_results_version.py --update`")
+    problems = moved(got, golden[name])
     assert not problems, (f"{name}: " + "; ".join(problems) + " -- results moved: if intended, bump "
                           "RESULTS_VERSION in sarbench/provenance.py and run `python tests/test_results_version.py --update`")
 

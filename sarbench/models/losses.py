@@ -86,16 +86,36 @@ def chunked_cross_entropy(h, weight, bias, targets, chunk: int | None = None, de
     return _ChunkedCrossEntropy.apply(h, weight, bias, targets, chunk, denominator)
 
 
-def sample_negatives(positives: torch.Tensor, num_items: int, count: int, generator=None) -> torch.Tensor:
+def sample_negatives(positives: torch.Tensor, num_items: int, count: int, generator=None,
+                     exclude: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """``count`` uniform negatives per positive from items 1..N, never equal to that positive.
 
     positives (P,) item ids in 1..N -> (P, count). Draws 1..N-1 and shifts values >= the positive
     up by one: exactly uniform over the other N-1 items, with no rejection loop.
+
+    ``exclude=(targets, rows)``: also never any item of ``targets[rows[p]]`` (targets (B, L) item
+    ids, 0 = none; rows (P,) the sequence of each positive), as the authors' modular code samples
+    AR negatives: uniform over the items outside the sequence's targets (redrawn until outside).
     """
     if num_items < 2:
         raise ValueError("negative sampling needs at least 2 items")
     draw = torch.randint(1, num_items, (positives.shape[0], count), device=positives.device, generator=generator)
-    return draw + (draw >= positives[:, None]).long()
+    neg = draw + (draw >= positives[:, None]).long()
+    if exclude is None:
+        return neg
+    targets, rows = exclude
+    seen = torch.zeros(targets.shape[0], num_items + 1, dtype=torch.bool, device=targets.device)
+    seen.scatter_(1, targets, True)
+    seen[:, 0] = False
+    if bool(seen[:, 1:].all(dim=1).any()):
+        raise ValueError("a sequence's targets cover every item: no negative is left to sample")
+    for _ in range(1000):
+        bad = seen[rows[:, None], neg]  # (P, count)
+        if not bool(bad.any()):
+            return neg
+        redraw = torch.randint(1, num_items + 1, neg.shape, device=neg.device, generator=generator)
+        neg = torch.where(bad, redraw, neg)
+    raise RuntimeError("negative sampling did not converge in 1000 redraws")
 
 
 def sampled_loss(kind: str, h, weight, bias, positives, negatives, denominator: float | None = None):
