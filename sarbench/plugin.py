@@ -1,14 +1,20 @@
 """The sarbench pytest plugin: options, markers, fixtures and the end-of-run report for `pytest bench`.
 
 Registered through the ``pytest11`` entry point, so any pytest run in an environment where sarbench
-is installed knows the options below. Session state lives in ``config.stash``.
+is installed knows the options below; from a source tree that is not installed, load it with
+``-p sarbench.plugin`` (as ``bench/gpu_check.sh`` does). Session state lives in ``config.stash``.
+
+Tests marked ``gpu`` are skipped unless ``--gpu`` is given (and ``--gpu`` refuses to start without a
+CUDA device). Every case that trains appends one line per epoch to ``<results>/logs/<case>.log``,
+written the moment the epoch ends, so a killed run still shows how far each case got.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -61,6 +67,16 @@ def _positive_int(value: str) -> int:
     return n
 
 
+def _positive_minutes(value: str) -> float:
+    try:
+        minutes = float(value)
+    except ValueError:
+        raise pytest.UsageError(f"--case-minutes: expected a number of minutes, got {value!r}") from None
+    if not minutes > 0 or minutes != minutes or minutes == float("inf"):
+        raise pytest.UsageError(f"--case-minutes: expected a positive number of minutes, got {value!r}")
+    return minutes
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("sarbench", "sarbench: AE vs AR self-attention benchmarks")
     group.addoption("--gpu", action="store_true", default=False,
@@ -80,6 +96,10 @@ def pytest_addoption(parser):
                     help="retrain cases even when a matching stored result exists (default: reuse)")
     group.addoption("--report-dir", default="reports",
                     help="where the end-of-run report is written (default: reports)")
+    group.addoption("--case-minutes", type=_positive_minutes, default=None,
+                    help="stop each case's training after this many minutes of wall time, then test and store "
+                         "its best state with stopped=time (a later run continues it from its checkpoint); a run "
+                         "control, not part of the record key (default: no cap)")
     group.addoption("--update-baseline", action="store_true", default=False,
                     help="write this run's smoke results into the committed smoke baseline instead of "
                          "failing on moved numbers (default: compare)")
@@ -109,8 +129,11 @@ def pytest_configure(config):
 
     data_dir = config.getoption("--data-dir") or os.environ.get("SARBENCH_DATA") or None
     results = Path(config.getoption("--results"))
+    scale = SCALES[config.getoption("--scale")]
+    if config.getoption("--case-minutes"):
+        scale = replace(scale, max_minutes=config.getoption("--case-minutes"))
     config.stash[STATE] = BenchState(
-        scale=SCALES[config.getoption("--scale")],
+        scale=scale,
         device=_worker_device(config),
         data=DataCache(data_dir),
         store=ResultStore(results),
@@ -124,13 +147,23 @@ def pytest_configure(config):
     )
 
 
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--gpu", default=False):
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device: run with --gpu")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_report_header(config):
     st = config.stash.get(STATE, None)
     if st is None:
         return None
     data = st.data.data_dir or "none (synthetic dataset only)"
+    cap = f" case-minutes={st.scale.max_minutes:g}" if st.scale.max_minutes else ""
     return [f"sarbench: scale={st.scale.name} device={st.device} seeds={st.seeds} data={data} "
-            f"results={st.store.folder}"]
+            f"results={st.store.folder}{cap}"]
 
 
 @pytest.fixture(scope="session")
@@ -166,15 +199,38 @@ def run(bench):
     from .data import DatasetMissing
 
     def _run(**case):
+        log_file = epoch_log_path(bench.store.folder, case)
         try:
             record = run_case(scale=bench.scale, device=bench.device, data=bench.data, store=bench.store,
-                              rerun=bench.rerun, checkpoints=bench.checkpoints, **case)
+                              rerun=bench.rerun, checkpoints=bench.checkpoints,
+                              on_epoch=lambda row: append_epoch_line(log_file, row), **case)
         except DatasetMissing as exc:
             pytest.skip(str(exc))
         bench.ran_cases.append(record)
         return record
 
     return _run
+
+
+def epoch_log_path(results: Path, case: dict) -> Path:
+    """``<results>/logs/<table>_<dataset>-<design>-<attention>.s<seed>.log`` for a case's arguments."""
+    name = "-".join(str(case.get(k, "")) for k in ("dataset", "design", "attention"))
+    return Path(results) / "logs" / f"{case.get('table', 'case')}_{name}.s{case.get('seed', 0)}.log"
+
+
+def epoch_line(row: dict) -> str:
+    """One epoch of a history row as a log line: epoch, loss, times, validation metrics."""
+    line = f"epoch {row['epoch']:>4} loss {row['loss']:.4f} train {row['epoch_time']:.2f}s all {row['wall_time']:.2f}s"
+    valid = row.get("valid") or {}
+    shown = [f"{k} {valid[k]:.4f}" for k in ("R@10", "N@10") if k in valid]
+    return line + (" valid " + " ".join(shown) if shown else "")
+
+
+def append_epoch_line(path: Path, row: dict) -> None:
+    """Append the epoch's line to ``path`` and close it (nothing waits in a buffer if the run is killed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(f"{time.strftime('%H:%M:%S')} {epoch_line(row)}\n")
 
 
 def pytest_sessionfinish(session, exitstatus):
