@@ -164,8 +164,9 @@ start_packer() {
 }
 stop_packer() { [ -n "$PACKER" ] && kill "$PACKER" 2>/dev/null; wait "$PACKER" 2>/dev/null; PACKER=""; }
 
-write_summary() {
-  if ! timeout 60 "$PY" bench/gpu_check_steps.py summary --work "$WORK" > "$WORK/logs/summary.log" 2>&1; then
+write_summary() {  # and the weights archive
+  if ! timeout 60 "$PY" bench/gpu_check_steps.py summary --work "$WORK" --limit-mib 15 \
+       --models-archive "$OUT/gpu-check-models.tar.gz" > "$WORK/logs/summary.log" 2>&1; then
     { echo "GPU check summary (the summary step failed: see logs/summary.log)"; echo "steps:"
       sed 's/^/  /' "$WORK/steps.tsv" 2>/dev/null; } > "$WORK/summary.txt"
   fi
@@ -184,14 +185,8 @@ finish() {  # finish REASON: report (if missing), summary, archives, summary pri
   fi
   write_summary
   pack
-  if ls "$WORK"/results/models/*.pt > /dev/null 2>&1; then
-    timeout 60 "$PY" bench/gpu_check_steps.py pack-models --results "$WORK/results" \
-      --archive "$OUT/gpu-check-models.tar.gz" --limit-mib 15 --listing "$WORK/models_packed.txt" \
-      > "$WORK/logs/pack-models.log" 2>&1
-  fi
   {
     cat "$WORK/summary.txt"
-    [ -s "$WORK/models_packed.txt" ] && { echo "model weights:"; sed 's/^/  /' "$WORK/models_packed.txt"; }
     echo "returned files in $OUT (at most 8 files of 16 MiB come back):"
     for f in "$OUT"/*; do
       [ -f "$f" ] && [[ "$f" != "$OUT/summary.txt"* ]] && echo "  $(basename "$f") $(du -k "$f" | cut -f1) KiB"

@@ -1,9 +1,8 @@
-"""The Python steps of bench/gpu_check.sh: environment check, kill-and-resume, models archive, summary.
+"""The Python steps of bench/gpu_check.sh: environment check, kill-and-resume, weights archive and summary.
 
     python bench/gpu_check_steps.py env --datasets ml-1m ... [--require-cuda]
     python bench/gpu_check_steps.py resume --device cuda --dataset synthetic --results DIR
-    python bench/gpu_check_steps.py pack-models --results DIR --archive FILE --limit-mib 15
-    python bench/gpu_check_steps.py summary --work DIR
+    python bench/gpu_check_steps.py summary --work DIR [--models-archive FILE --limit-mib 15]
 
 Each prints what it found; a non-zero exit status means the step failed, with the reason on stderr.
 Run from the checkout root with the checkout on PYTHONPATH (the script does both).
@@ -12,7 +11,6 @@ Run from the checkout root with the checkout on PYTHONPATH (the script does both
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import re
@@ -117,35 +115,30 @@ def cmd_resume(args) -> int:
 # --- the models archive --------------------------------------------------------------------------------
 
 
-def cmd_pack_models(args) -> int:
-    """Best-validation weights of the finished cases, ml-1m first then the smallest, within the size limit."""
+def pack_models(results: Path, archive: str, limit_mib: float) -> list[str]:
+    """Best-validation weights of the finished cases into ``archive``, ml-1m first then the smallest,
+    within the size limit; returns a line per weight file (packed or left out)."""
     from sarbench.store import ResultStore
 
-    results = Path(args.results)
     records = ResultStore(results).records() if results.is_dir() else []
     weights = [(r.dataset, results / "models" / f"{r.key}.pt") for r in records]
     weights = [(d, p) for d, p in weights if p.is_file()]
     weights.sort(key=lambda dp: (dp[0] != "ml-1m", dp[1].stat().st_size))
-    limit, packed, left = args.limit_mib * 2**20, [], []
+    limit, packed, left = limit_mib * 2**20, [], []
     total = 0
     for dataset, path in weights:
         size = path.stat().st_size  # weights hardly compress: count them whole
         (packed if total + size <= limit else left).append((dataset, path))
         total += size if total + size <= limit else 0
     if packed:
-        tmp = Path(args.archive + ".tmp")
+        tmp = Path(archive + ".part")
         with tarfile.open(tmp, "w:gz", compresslevel=1) as tar:
             for _, path in packed:
-                tar.add(path, arcname=f"gpu-check/results/models/{path.name}")
-        tmp.replace(args.archive)
-    listing = Path(args.listing) if args.listing else None
+                tar.add(path, arcname=f"results/models/{path.name}")
+        tmp.replace(archive)
     lines = [f"packed {p.name} ({d}, {p.stat().st_size / 2**20:.1f} MiB)" for d, p in packed]
-    lines += [f"left out {p.name} ({d}, {p.stat().st_size / 2**20:.1f} MiB): over the {args.limit_mib} MiB limit"
-              for d, p in left]
-    if listing:
-        listing.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines) or "no model weights to pack")
-    return 0
+    return lines + [f"left out {p.name} ({d}, {p.stat().st_size / 2**20:.1f} MiB): over the {limit_mib:g} MiB limit"
+                    for d, p in left]
 
 
 # --- the summary ---------------------------------------------------------------------------------------
@@ -210,7 +203,11 @@ def case_lines(results: Path) -> list[str]:
 
 
 def cmd_summary(args) -> int:
+    """The models archive (when there are weights), then summary.txt in the work folder."""
     work = Path(args.work)
+    models = []
+    if args.models_archive and (work / "results" / "models").is_dir():
+        models = pack_models(work / "results", args.models_archive, args.limit_mib)
     env = (work / "logs" / "env.log").read_text(errors="replace").splitlines() if (work / "logs" / "env.log").exists() else []
     lines = [f"GPU check summary ({time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())})"]
     lines += [f"  {line}" for line in env if line.startswith(("python", "GPU:", "sarbench from", "gpu_check:"))]
@@ -230,6 +227,8 @@ def cmd_summary(args) -> int:
         if folder.is_dir():
             cases = case_lines(folder)
             lines += [f"{title}:"] + (cases or ["  none"])
+    if models:
+        lines += ["model weights (gpu-check-models.tar.gz):"] + [f"  {line}" for line in models]
     stop = work / "stopped_by.txt"
     if stop.exists():
         lines.append(f"STOPPED EARLY: {stop.read_text().strip()}")
@@ -252,14 +251,10 @@ def main(argv=None) -> int:
     p.add_argument("--resume-minutes", type=float, default=0.01, help="time cap of the resumed run")
     p.add_argument("--timeout", type=float, default=120.0)
     p.set_defaults(func=cmd_resume)
-    p = sub.add_parser("pack-models")
-    p.add_argument("--results", required=True)
-    p.add_argument("--archive", required=True)
-    p.add_argument("--limit-mib", type=float, default=15.0)
-    p.add_argument("--listing", default=None)
-    p.set_defaults(func=cmd_pack_models)
     p = sub.add_parser("summary")
     p.add_argument("--work", required=True)
+    p.add_argument("--models-archive", default=None, help="also pack the best weights into this archive")
+    p.add_argument("--limit-mib", type=float, default=15.0)
     p.set_defaults(func=cmd_summary)
     args = ap.parse_args(argv)
     return args.func(args)
