@@ -158,6 +158,12 @@ def _pytest_tally(log: Path) -> str:
     return lines[-1] if lines else ""
 
 
+def _last_line_starting(log: Path, prefix: str) -> str:
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith(prefix)] \
+        if log.exists() else []
+    return lines[-1] if lines else ""
+
+
 def _last_epoch(log: Path) -> str:
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
     return lines[-1].split(" ", 1)[-1] if lines else "no epoch finished"
@@ -215,10 +221,17 @@ def cmd_summary(args) -> int:
     if settings.exists():
         lines += [f"  {line}" for line in settings.read_text().splitlines()]
     lines.append("steps (status, seconds, limit):")
+    failures = []
     for name, status, seconds, limit, *note in _steps(work):
-        tally = _pytest_tally(work / "logs" / f"{name}.log")
+        log = work / "logs" / f"{name}.log"
+        tally = _pytest_tally(log) or _last_line_starting(log, "resume check")
         extra = "; ".join(x for x in (*note, tally) if x)
         lines.append(f"  {name:<22} {status:<10} {seconds:>5} s / {limit:>4} s" + (f"  {extra}" if extra else ""))
+        if log.exists():
+            failures += [f"  {name}: {line[:240]}" for line in log.read_text(errors="replace").splitlines()
+                         if line.startswith(("FAILED ", "ERROR "))]
+    if failures:
+        lines += ["failed tests (see logs/):"] + failures[:20]
     speed = work / "preflight" / "speed_epoch.md"
     if speed.exists():
         rows = [line for line in speed.read_text().splitlines() if line.startswith("| ") and "---" not in line]
