@@ -3,14 +3,20 @@
 Registered through the ``pytest11`` entry point, so any pytest run in an environment where sarbench
 is installed knows the options below. It costs such runs nothing: this module imports only pytest,
 and the benchmark's state (torch, data, results store) is built the first time a benchmark case
-asks for it. Session state lives in ``config.stash``.
+asks for it. From a source tree that is not installed, load it with ``-p sarbench.plugin`` (as
+``bench/gpu_check.sh`` does). Session state lives in ``config.stash``.
+
+Tests marked ``gpu`` are skipped unless ``--gpu`` is given (and ``--gpu`` refuses to start without a
+CUDA device). Every case that trains appends one line per epoch to ``<results>/logs/<case>.log``,
+written the moment the epoch ends, so a killed run still shows how far each case got.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -63,6 +69,16 @@ def _positive_int(value: str) -> int:
     return n
 
 
+def _positive_minutes(value: str) -> float:
+    try:
+        minutes = float(value)
+    except ValueError:
+        raise pytest.UsageError(f"--case-minutes: expected a number of minutes, got {value!r}") from None
+    if not minutes > 0 or minutes != minutes or minutes == float("inf"):
+        raise pytest.UsageError(f"--case-minutes: expected a positive number of minutes, got {value!r}")
+    return minutes
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("sarbench", "sarbench: AE vs AR self-attention benchmarks")
     group.addoption("--gpu", action="store_true", default=False,
@@ -85,6 +101,10 @@ def pytest_addoption(parser):
     group.addoption("--datasets", default=None, metavar="A,B",
                     help="run only these datasets (names: synthetic, the paper's five, those declared in the data "
                          "folder's datasets.toml) (default: all)")
+    group.addoption("--case-minutes", type=_positive_minutes, default=None,
+                    help="stop each case's training after this many minutes of wall time, then test and store "
+                         "its best state with stopped=time (a later run continues it from its checkpoint); a run "
+                         "control, not part of the record key (default: no cap)")
     group.addoption("--update-baseline", action="store_true", default=False,
                     help="write this run's smoke results into the committed smoke baseline instead of "
                          "failing on moved numbers (default: compare)")
@@ -124,8 +144,11 @@ def bench_state(config) -> BenchState:
     from .store import ResultStore
 
     results = Path(config.getoption("--results"))
+    scale = SCALES[config.getoption("--scale")]
+    if config.getoption("--case-minutes"):
+        scale = replace(scale, max_minutes=config.getoption("--case-minutes"))
     st = config.stash[STATE] = BenchState(
-        scale=SCALES[config.getoption("--scale")],
+        scale=scale,
         device=_worker_device(config),
         data=DataCache(_data_dir(config)),
         store=ResultStore(results),
@@ -174,12 +197,22 @@ def bench_models(config) -> list:
     return [models["sar"], *(models[n] for n in sorted(models) if n != "sar")]
 
 
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--gpu", default=False):
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device: run with --gpu")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_report_header(config):
     if not any(str(a).split("::")[0].rstrip("/").endswith("bench") or "bench/" in str(a) for a in config.args):
         return None
     data = _data_dir(config) or "none (synthetic dataset only)"
+    cap = f" case-minutes={config.getoption('--case-minutes'):g}" if config.getoption("--case-minutes") else ""
     return [f"sarbench: scale={config.getoption('--scale')} gpu={config.getoption('--gpu')} "
-            f"seeds={config.getoption('--seeds')} data={data} results={config.getoption('--results')}"]
+            f"seeds={config.getoption('--seeds')} data={data} results={config.getoption('--results')}{cap}"]
 
 
 @pytest.fixture(scope="session")
@@ -257,9 +290,15 @@ def run(bench, pytestconfig):
 
     def _run(**case):
         progress.start(case)
+        log_file = epoch_log_path(bench.store.folder, case)
+
+        def on_epoch(row):
+            append_epoch_line(log_file, row)
+            progress.epoch(row)
+
         try:
             record = run_case(scale=bench.scale, device=bench.device, data=bench.data, store=bench.store,
-                              rerun=bench.rerun, checkpoints=bench.checkpoints, on_epoch=progress.epoch, **case)
+                              rerun=bench.rerun, checkpoints=bench.checkpoints, on_epoch=on_epoch, **case)
         except DatasetMissing as exc:
             pytest.skip(str(exc))
         finally:
@@ -268,6 +307,27 @@ def run(bench, pytestconfig):
         return record
 
     return _run
+
+
+def epoch_log_path(results: Path, case: dict) -> Path:
+    """``<results>/logs/<table>_<dataset>-<design>-<attention>.s<seed>.log`` for a case's arguments."""
+    name = "-".join(str(case.get(k, "")) for k in ("dataset", "design", "attention"))
+    return Path(results) / "logs" / f"{case.get('table', 'case')}_{name}.s{case.get('seed', 0)}.log"
+
+
+def epoch_line(row: dict) -> str:
+    """One epoch of a history row as a log line: epoch, loss, times, validation metrics."""
+    line = f"epoch {row['epoch']:>4} loss {row['loss']:.4f} train {row['epoch_time']:.2f}s all {row['wall_time']:.2f}s"
+    valid = row.get("valid") or {}
+    shown = [f"{k} {valid[k]:.4f}" for k in ("R@10", "N@10") if k in valid]
+    return line + (" valid " + " ".join(shown) if shown else "")
+
+
+def append_epoch_line(path: Path, row: dict) -> None:
+    """Append the epoch's line to ``path`` and close it (nothing waits in a buffer if the run is killed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(f"{time.strftime('%H:%M:%S')} {epoch_line(row)}\n")
 
 
 def pytest_sessionfinish(session, exitstatus):

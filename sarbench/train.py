@@ -18,11 +18,14 @@ under random batches. ``target_weights`` computes both schemes; a test compares 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -144,6 +147,24 @@ _MALLOC_TUNED = False
 # to catch it). The last two are unfinished: their checkpoint is kept and a later run resumes them.
 STOPPED = ("patience", "max_epochs", "time", "interrupted")
 UNFINISHED = ("time", "interrupted")
+
+
+@contextlib.contextmanager
+def signals_deferred(signals=(signal.SIGINT, signal.SIGTERM)):
+    """Hold back ``signals`` (delivered when the block ends) in the main thread; elsewhere a no-op.
+
+    A Ctrl-C or a SIGTERM that a caller turned into KeyboardInterrupt (``sarbench run``) would
+    otherwise be able to land between writing a checkpoint and renaming it into place: the run would
+    be recorded as interrupted after an epoch whose checkpoint does not exist, and could not resume.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 class TrainingDiverged(RuntimeError):
@@ -359,27 +380,42 @@ class Trainer:
                             denominator=denominator)
 
     def train_epoch(self) -> float:
+        """One epoch over all users; returns the mean loss per user.
+
+        The loss total and the divergence check stay on the device until the epoch ends (no
+        host-device synchronisation per batch): a non-finite loss raises :class:`TrainingDiverged`
+        after the epoch, naming the epoch and its first non-finite batch. The epoch is lost either
+        way, and its checkpoint is never written.
+        """
         cfg = self.cfg
         self.model.train()
-        total, count = 0.0, 0
+        count = 0
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        first_bad = torch.full((), -1, dtype=torch.long, device=self.device)  # batch index, -1 = none yet
+        bad_loss = torch.zeros((), dtype=torch.float64, device=self.device)
         autocast = self.device.type == "cuda" and cfg.precision == "bf16"
         for i, idx in enumerate(batches(self.lengths_cpu, cfg.batch_size, cfg.length_buckets, self.batch_generator)):
             x, users, y = self._batch(idx)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
                 loss = self._loss(x, users, y)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss is {loss.item()} at epoch {self.epoch + 1}, batch {i + 1}: training diverged "
-                    f"(try a lower lr or check the data); no metrics are reported for this run"
-                )
+            value = loss.detach().double()
+            first = torch.logical_not(torch.isfinite(value)) & (first_bad < 0)
+            first_bad = torch.where(first, i, first_bad)
+            bad_loss = torch.where(first, value, bad_loss)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
-            total += loss.item() * len(idx)
+            total += value * len(idx)
             count += len(idx)
-        return total / max(count, 1)
+        bad = int(first_bad)  # the epoch's one wait for the device
+        if bad >= 0:
+            raise TrainingDiverged(
+                f"loss is {bad_loss.item()} at epoch {self.epoch + 1}, batch {bad + 1}: training diverged "
+                f"(try a lower lr or check the data); no metrics are reported for this run"
+            )
+        return total.item() / max(count, 1)
 
     def evaluate(self, stage: str) -> EvalResult:
         self.model.eval()
@@ -414,8 +450,9 @@ class Trainer:
             return
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
-        torch.save(self.state(), tmp)
-        os.replace(tmp, self.checkpoint)  # atomic: a kill never leaves a half-written checkpoint
+        with signals_deferred():  # Ctrl-C or SIGTERM now would leave the epoch without its checkpoint
+            torch.save(self.state(), tmp)
+            os.replace(tmp, self.checkpoint)  # atomic: a kill never leaves a half-written checkpoint
 
     def load_checkpoint(self) -> bool:
         if self.checkpoint is None or not self.checkpoint.exists():

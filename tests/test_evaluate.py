@@ -326,6 +326,7 @@ def test_most_popular_rejects_split():
         MostPopular(split)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_evaluate_on_cuda_matches_cpu():
     split = make_synthetic(SyntheticConfig(num_users=200, num_items=50)).split()

@@ -302,6 +302,7 @@ def test_doctests_pass():
 # --- devices ----------------------------------------------------------------------------------
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     g = torch.Generator().manual_seed(0)

@@ -9,15 +9,45 @@ Cross-entropy over a large catalogue would need a (positions x N) logit tensor, 
 walks over row chunks, and because the loss is a scalar whose gradient has a closed form
 (softmax - one_hot), it computes the gradients of each chunk right away in the forward pass and
 keeps only (positions x d) and (N x d) gradients. That is three matmuls per chunk, the minimum.
+
+Precision: the loss and everything summed over rows (softmax, the loss total, the weight gradient)
+are computed in at least fp32. Under bf16 autocast (``TrainConfig(precision="bf16")`` on CUDA) the
+logit products run in bf16 as any autocast linear layer does, their softmax and sums in fp32; the
+BPR/BCE scores are computed with autocast switched off, in the dtype they are given (fp32 from the
+trainer). With fp32 chosen nothing here runs in bf16.
+
+On an accelerator the chunk loop never waits for the device (no host-device synchronisation): the
+check for rows whose target probability underflowed is replaced by computing their exact value for
+every row and selecting it on the device.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
 
 # Rows of logits per chunk: small on CPU so a chunk stays in cache, large on GPU for occupancy.
 CHUNK = {"cpu": 512, "cuda": 8192}
+
+
+def exact_underflowed_rows(nll, logits, rows, targets, ask_host: bool):
+    """``nll`` (= -log softmax(logits)[row, target] via the probabilities) with the rows where the
+    target's probability underflowed to 0 (nll = inf) replaced by the exact logsumexp - logit.
+
+    ``ask_host=True`` first asks whether any row underflowed and fixes only those rows (cheap on
+    the CPU, where asking costs nothing); ``ask_host=False`` computes the exact value for every row
+    and selects it on the device, so that an accelerator never waits for the host. Both give the
+    same result.
+    """
+    if ask_host:
+        if not torch.isfinite(nll).all():
+            bad = ~torch.isfinite(nll)
+            nll[bad] = torch.logsumexp(logits[bad], dim=1) - logits[bad, targets[bad]]
+        return nll
+    exact = torch.logsumexp(logits, dim=1) - logits[rows, targets]
+    return torch.where(torch.isfinite(nll), nll, exact)
 
 
 class _ChunkedCrossEntropy(torch.autograd.Function):
@@ -27,6 +57,8 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         P = h.shape[0]
         D = float(denominator) if denominator else float(P)  # the loss is the sum over rows / D
         acc = torch.promote_types(weight.dtype, torch.float32)  # softmax and grads in >= fp32
+        on_cpu = h.device.type == "cpu"
+        ctx.input_dtype = h.dtype
         # Fold the bias into the matmul: [h, 1] @ [W, b]^T; its gradient is then the last column of
         # the weight gradient, with no separate (and slow) column sum over the logits.
         if bias is not None:
@@ -42,10 +74,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
             logits = (hc @ w_h.T).to(acc)
             probs = torch.softmax(logits, dim=1)
             p_target = probs[rows, tc]
-            nll = -torch.log(p_target)
-            if not torch.isfinite(nll).all():  # p_target underflowed: exact -log softmax for those rows
-                bad = ~torch.isfinite(nll)
-                nll[bad] = torch.logsumexp(logits[bad], dim=1) - logits[bad, tc[bad]]
+            nll = exact_underflowed_rows(-torch.log(p_target), logits, rows, tc, ask_host=on_cpu)
             total += nll.sum(dtype=torch.float64)
             if needs_grad:
                 probs[rows, tc] -= 1.0  # d(nll)/d(logits) = softmax - one_hot
@@ -59,12 +88,13 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.has_bias = bias is not None
         ctx.weight_dtype = weight.dtype
-        return (total / D).to(h.dtype)
+        # The loss in >= fp32 even from bf16 inputs (autocast): it is a sum over all rows.
+        return (total / D).to(torch.promote_types(h.dtype, torch.float32))
 
     @staticmethod
     def backward(ctx, grad_out):
         grad_h, grad_w, grad_b = ctx.saved_tensors
-        gh = grad_h * grad_out if ctx.needs_input_grad[0] else None
+        gh = (grad_h * grad_out).to(ctx.input_dtype) if ctx.needs_input_grad[0] else None
         gw = (grad_w * grad_out).to(ctx.weight_dtype) if ctx.needs_input_grad[1] else None
         gb = grad_b * grad_out if (ctx.has_bias and ctx.needs_input_grad[2]) else None
         return gh, gw, gb, None, None, None
@@ -84,6 +114,23 @@ def chunked_cross_entropy(h, weight, bias, targets, chunk: int | None = None, de
         raise ValueError(f"denominator must be positive, got {denominator!r}")
     chunk = chunk or CHUNK.get(h.device.type, 2048)
     return _ChunkedCrossEntropy.apply(h, weight, bias, targets, chunk, denominator)
+
+
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` ("cpu", "cuda", ...) in this thread."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return device_type == "cuda" and torch.is_autocast_enabled()
+
+
+def _no_autocast(device_type: str):
+    """A context with autocast off for ``device_type`` when it is on; else a no-op context."""
+    if autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def sample_negatives(positives: torch.Tensor, num_items: int, count: int, generator=None,
@@ -124,8 +171,9 @@ def sampled_loss(kind: str, h, weight, bias, positives, negatives, denominator: 
     h (P, d); weight (N, d) rows for items 1..N; positives (P,) and negatives (P, K) item ids 1..N.
     Means over the P rows (and K negatives); with ``denominator``, sums divided by it in place of P.
     """
-    pos = (h * weight[positives - 1]).sum(-1)  # (P,)
-    neg = torch.einsum("pd,pkd->pk", h, weight[negatives - 1])  # (P, K)
+    with _no_autocast(h.device.type):  # scores in the inputs' dtype, never silently in bf16
+        pos = (h * weight[positives - 1]).sum(-1)  # (P,)
+        neg = torch.einsum("pd,pkd->pk", h, weight[negatives - 1])  # (P, K)
     if bias is not None:
         pos = pos + bias[positives - 1]
         neg = neg + bias[negatives - 1]
