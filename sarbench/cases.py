@@ -98,9 +98,10 @@ def case_id(table: str, dataset: str, attention: str, loss: str, variant: str = 
 
 
 def configure(dataset: str, design: str, attention: str, ds: SequenceDataset, scale: Scale, seed: int,
-              device: str, model_overrides: dict | None = None, model: str = "sar"):
-    """Model and train configs of a case: the preset (or a registered model's defaults), then the
-    scale's and the run's overrides."""
+              device: str, model_overrides: dict | None = None, model: str = "sar",
+              train_overrides: dict | None = None):
+    """Model and train configs of a case: the preset (or a registered model's defaults), its overrides
+    (a tuned preset's), then the scale's and the run's."""
     if model == "sar":
         model_cfg, train_cfg = preset(f"{design}-{attention}", dataset, ds.num_items, ds.num_users)
     else:
@@ -110,6 +111,8 @@ def configure(dataset: str, design: str, attention: str, ds: SequenceDataset, sc
         model_cfg, train_cfg = spec.defaults(attention, dataset, ds.num_items, ds.num_users)
     if model_overrides:
         model_cfg = replace(model_cfg, **model_overrides)
+    if train_overrides:
+        train_cfg = replace(train_cfg, **train_overrides)
     over = {"seed": seed, "device": device, "progress": False}
     if scale.max_epochs:
         over["max_epochs"] = scale.synthetic_epochs if dataset == SYNTHETIC and scale.synthetic_epochs else scale.max_epochs
@@ -128,6 +131,7 @@ def model_path(store: ResultStore, key: str) -> Path:
 def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int, scale: Scale,
              device: str, data: DataCache, store: ResultStore, rerun: bool = False,
              checkpoints: Path | None = None, model_overrides: dict | None = None,
+             train_overrides: dict | None = None, tuned_preset: str | None = None,
              variant: str | None = None, on_epoch=None, catch_interrupt: bool = False,
              model: str = "sar") -> ResultRecord:
     """Train (or reuse) one case and store its record; the trained weights go to model_path().
@@ -138,10 +142,13 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
 
     A stored record of the same key is returned as it is, unless its run did not finish and its
     checkpoint is there: then training continues from the checkpoint and the record is replaced.
-    ``on_epoch`` and ``catch_interrupt`` are passed to :meth:`Trainer.fit`.
+    ``on_epoch`` and ``catch_interrupt`` are passed to :meth:`Trainer.fit`. ``tuned_preset`` names
+    the tuned preset the overrides come from (``sarbench.search.tuned_case_kwargs``); the record
+    keeps it in ``extra["tuned_preset"]`` so that reports can mark tuned rows.
     """
     ds = data.get(dataset, scale)
-    model_cfg, train_cfg = configure(dataset, design, attention, ds, scale, seed, device, model_overrides, model)
+    model_cfg, train_cfg = configure(dataset, design, attention, ds, scale, seed, device, model_overrides, model,
+                                     train_overrides)
     if model == "sar":
         variant = variant or DESIGN_VARIANT[design]
         family = "bert4rec" if design == "vanilla" else "modsar"
@@ -193,6 +200,7 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
             "paper_version": is_paper_data(dataset, ds.fingerprint()),
             "tie_rule": test.tie_rule,
             "precision": "fp32" if torch.device(device).type != "cuda" else train_cfg.precision,
+            **({"tuned_preset": tuned_preset} if tuned_preset else {}),
         },
     )
     weights = model_path(store, record.key)

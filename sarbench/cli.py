@@ -594,7 +594,15 @@ def add_run_commands(sub) -> None:
     p.set_defaults(func=cmd_run)
 
 
-COMMAND_GROUPS: list[Callable] = [add_data_commands, add_train_commands, add_run_commands, add_report_commands]
+def add_tune_commands(sub) -> None:
+    """The ``tune`` command: hyperparameter search on Ray Tune (sarbench.search; Ray is imported only to run)."""
+    from .search.command import add_tune_parser
+
+    add_tune_parser(sub)
+
+
+COMMAND_GROUPS: list[Callable] = [add_data_commands, add_train_commands, add_run_commands, add_report_commands,
+                                  add_tune_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -280,6 +280,12 @@ def stopping_note(rec: ResultRecord) -> str:
             f"before the early stop")
 
 
+def tuned_note(rec: ResultRecord) -> str:
+    """A row trained with a tuned preset (``sarbench tune``) says which one."""
+    name = (rec.extra or {}).get("tuned_preset")
+    return f"tuned ({name})" if name else ""
+
+
 def _display_path(path) -> str:
     """The results folder as the report names it: relative to the working directory when inside it,
     else only its name (a report is committed and shared; a machine's absolute paths are noise)."""
@@ -297,7 +303,8 @@ def records_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:
     records = list(records)
     rows = []
     for rec, (dataset, variant) in zip(records, record_labels(records)):
-        note = _join_notes([comparability(rec.dataset, rec.fingerprint, rec.scale), stopping_note(rec)])
+        note = _join_notes([comparability(rec.dataset, rec.fingerprint, rec.scale), stopping_note(rec),
+                            tuned_note(rec)])
         for metric, value in rec.metrics.items():
             rows.append({
                 "table": rec.table,
