@@ -3,7 +3,7 @@
 Per dataset, three models are trained or reused: the vanilla benchmark's ``vanilla[<d>-AE-ce]`` and
 ``vanilla[<d>-AR-ce]`` cases, and ``analysis[<d>-local-AE-ce]`` (the AE network whose last head only
 sees |i - j| <= 2). The attention of up to 1,000 test users per model is measured
-(:mod:`sarbench.attention_study`): L1/L2 sparsity (Table 2), noise-based hard-threshold rank
+(:mod:`sarbench.analysis`): L1/L2 sparsity (Table 2), noise-based hard-threshold rank
 (Table 3), mean attention distance and singular values (Figures 3 and 5).
 
 Cases:
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sarbench.attention_study import (
+from sarbench.analysis import (
     MODELS,
     SIGMA,
     case_kwargs,

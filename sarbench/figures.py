@@ -28,8 +28,8 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .analysis import hard_threshold_rank
-from .attention_study import MODELS, SIGMA, SPECTRUM_K
+from .analysis.measures import hard_threshold_rank
+from .analysis.study import MODELS, SIGMA, SPECTRUM_K
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ def figure_locality(frame: pd.DataFrame, *, out_dir: str | os.PathLike, stem: st
                     note: str = "") -> list[Path]:
     """Figure 5: test NDCG@10 against locality, for the three models on every dataset.
 
-    ``frame`` holds :func:`sarbench.attention_study.summary_frame` rows (``model, dataset,
+    ``frame`` holds :func:`sarbench.analysis.summary_frame` rows (``model, dataset,
     rel_distance, sparsity, N@10``). Left: against the relative attention distance (mean ``|i - j|``
     under the attention divided by the number of positions; smaller = more local), which compares
     across datasets of different lengths. Right: against the L1/L2 sparsity (log scale; smaller =

@@ -48,6 +48,7 @@ from .paper import (
     VARIANTS,
     paper_cells,
 )
+from . import provenance
 from .significance import compare_records
 from .store import ResultRecord, ResultStore, latest_per_seed
 
@@ -280,10 +281,18 @@ def stopping_note(rec: ResultRecord) -> str:
             f"before the early stop")
 
 
+def stale_note(rec: ResultRecord) -> str:
+    """A record made under another results version than this code's says so (it is never silently reused)."""
+    return provenance.stale_note(rec) if provenance.is_stale(rec) else ""
+
+
 def tuned_note(rec: ResultRecord) -> str:
-    """A row trained with a tuned preset (``sarbench tune``) says which one."""
+    """A row trained with a tuned preset (``sarbench tune``) says which one; a design or HF row without
+    one says it is untuned (the paper's Tables 5 and 6 come from tuned models)."""
     name = (rec.extra or {}).get("tuned_preset")
-    return f"tuned ({name})" if name else ""
+    if name:
+        return f"tuned ({name})"
+    return "untuned (base values)" if rec.table in ("design", "hf") else ""
 
 
 def _display_path(path) -> str:
@@ -304,7 +313,7 @@ def records_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:
     rows = []
     for rec, (dataset, variant) in zip(records, record_labels(records)):
         note = _join_notes([comparability(rec.dataset, rec.fingerprint, rec.scale), stopping_note(rec),
-                            tuned_note(rec)])
+                            tuned_note(rec), stale_note(rec)])
         for metric, value in rec.metrics.items():
             rows.append({
                 "table": rec.table,
@@ -612,7 +621,37 @@ def build_tables(
                     f"{title} ({scale} scale): paired AR vs AE per user ({sig['metric'].iloc[0]}, seeds averaged "
                     f"per user; Wilcoxon signed-rank and bootstrap CI of the mean difference)",
                     sig))
+    rules = exclusion_table(records)
+    if not rules.empty:
+        report.sections.append(Section(
+            "exclusion_rules", "Both exclusion rules (every table above uses the authors' input-window rule)", rules,
+            text="`input`: the ids in the model's input window are not ranked (the authors' code; what every "
+                 "comparison with the paper uses). `history`: the user's whole history is not ranked. Only "
+                 "records where the two differ are listed."))
     return report
+
+
+def exclusion_table(records: Sequence[ResultRecord], metrics: Sequence[str] = ("R@10", "N@10")) -> pd.DataFrame:
+    """Test metrics of each record under both exclusion rules, where they differ.
+
+    Every comparison with the paper uses the authors' rule (``input``: the ids in the model's input
+    window are not ranked); ``history`` excludes the user's whole history. They differ when a history
+    is longer than the input window (ml-1m: max_len 200 of up to 2,000+ items). Columns: ``case_id,
+    seed, scale, metric, input, history, history vs input %``; one row per record and metric.
+    """
+    rows = []
+    for rec in sorted(records, key=lambda r: (r.scale, r.case_id, r.seed)):
+        by_rule = (rec.extra or {}).get("metrics_by_rule") or {}
+        if "input" not in by_rule or "history" not in by_rule:
+            continue
+        for m in metrics:
+            a, b = by_rule["input"].get(m), by_rule["history"].get(m)
+            if a is None or b is None or a == b:
+                continue
+            rows.append({"case_id": rec.case_id, "seed": rec.seed, "scale": rec.scale, "metric": m, "input": a,
+                         "history": b, "history vs input %": relative_gain(b, a)})
+    return pd.DataFrame(rows, columns=["case_id", "seed", "scale", "metric", "input", "history",
+                                       "history vs input %"])
 
 
 def _table_number(table: str) -> str:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sarbench.analysis import attention_rank, attention_sparsity
-from sarbench.attention_study import (
+from sarbench.analysis import (
     MODELS,
     AttentionMeasures,
     analyse_model,
@@ -289,7 +289,7 @@ def test_user_attention_labels_the_mask_position():
 
 
 def test_study_case_computes_once_then_reads_the_cache(tmp_path, monkeypatch):
-    from sarbench import attention_study
+    from sarbench.analysis import study as attention_study
     from sarbench.cases import model_path
     from sarbench.store import ResultStore, make_record
 
