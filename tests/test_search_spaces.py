@@ -187,4 +187,5 @@ def test_report_marks_tuned_rows():
 
     tuned = records_frame([record({"tuned_preset": "synthetic/ce-AR"})])["note"].iloc[0]
     plain = records_frame([record({})])["note"].iloc[0]
-    assert "tuned (synthetic/ce-AR)" in tuned and "tuned" not in plain
+    assert "tuned (synthetic/ce-AR)" in tuned and "untuned" not in tuned
+    assert "untuned (base values)" in plain and "tuned (" not in plain

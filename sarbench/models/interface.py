@@ -220,7 +220,7 @@ def _load_entry_points() -> None:
 
 def registered() -> dict[str, ModelSpec]:
     """Every known model: the built-in ones, entry points of installed packages, and register() calls."""
-    from . import sar  # noqa: F401 - registers the self-attentive model
+    from . import sar  # noqa: F401  (importing it registers the self-attentive model)
 
     _load_entry_points()
     return dict(_REGISTRY)
