@@ -37,13 +37,19 @@ from sarbench.analysis import (
     write_study_tables,
 )
 from sarbench.cases import load_model
-from sarbench.data import DATASETS
-
-DATASETS_ALL = ["synthetic", *DATASETS]  # synthetic needs no download; the paper's five need --data-dir
+from sarbench.data import DATASETS, is_paper_data
 FIG3_DATASETS = ("ml-1m", "beauty")  # the paper's Figure 3
 FIG12_DATASET = "ml-1m"  # the paper's Figure 2 (and the user of Figure 1)
 
 pytestmark = pytest.mark.analysis
+
+
+def pytest_generate_tests(metafunc):
+    if "dataset" in metafunc.fixturenames:
+        from sarbench.plugin import bench_datasets
+
+        # synthetic needs no download; the paper's five need --data-dir; --datasets selects
+        metafunc.parametrize("dataset", bench_datasets(metafunc.config))
 
 
 class DatasetStudy:
@@ -65,8 +71,8 @@ class DatasetStudy:
 class Study:
     """Trains/reuses and measures each dataset once per session; remembers why a dataset was skipped."""
 
-    def __init__(self, bench, run):
-        self.bench, self.run = bench, run
+    def __init__(self, bench, run, config):
+        self.bench, self.run, self.bench_config = bench, run, config
         self.done: dict[str, object] = {}
 
     def get(self, dataset) -> DatasetStudy:
@@ -94,8 +100,10 @@ class Study:
         return self.done[dataset]
 
     def available(self) -> list[DatasetStudy]:
+        from sarbench.plugin import bench_datasets
+
         out = []
-        for d in DATASETS_ALL:
+        for d in bench_datasets(self.bench_config):
             try:
                 out.append(self.get(d))
             except pytest.skip.Exception:
@@ -108,31 +116,29 @@ def load_heads(record):
 
 
 @pytest.fixture(scope="session")
-def study(bench, run):
-    return Study(bench, run)
+def study(bench, run, pytestconfig):
+    return Study(bench, run, pytestconfig)
 
 
-def _verdict(dataset, check, what, bench):
+def _verdict(dataset, check, what, bench, fingerprint):
     if bench.scale.name != "paper":
         pytest.skip(f"smoke scale cannot judge the paper's {what} claim ({check.claim}); found: {check.found}")
     if dataset not in DATASETS:
         pytest.skip(f"the paper makes no {what} claim on {dataset}; found: {check.found}")
-    note = "" if DATASETS[dataset].is_paper_version else " (note: not the paper's version of the data)"
+    note = "" if is_paper_data(dataset, fingerprint) else " (note: not the paper's version of the data)"
     assert check.holds, f"paper: {check.claim} on {dataset}; we found {check.found}{note}"
 
 
-@pytest.mark.parametrize("dataset", DATASETS_ALL)
 def test_sparsity_order(dataset, bench, study):
     s = study.get(dataset)
     check = sparsity_order(s.summary("sparsity"), s.per_user("sparsity"), reference=s.summary("ref_sparsity"))
-    _verdict(dataset, check, "sparsity", bench)
+    _verdict(dataset, check, "sparsity", bench, s.records["vanilla-AR"].fingerprint)
 
 
-@pytest.mark.parametrize("dataset", DATASETS_ALL)
 def test_rank_order(dataset, bench, study):
     s = study.get(dataset)
     check = rank_order(s.summary("rank"), s.per_user("rank"), reference=s.summary("ref_rank"))
-    _verdict(dataset, check, "rank", bench)
+    _verdict(dataset, check, "rank", bench, s.records["vanilla-AR"].fingerprint)
 
 
 def test_attention_tables(bench, study):
