@@ -17,10 +17,12 @@ import torch
 from sarbench.baselines import MostPopular
 from sarbench.data import SyntheticConfig, make_synthetic
 from sarbench.evaluate import evaluate
+from sarbench.metrics import ndcg_at_k
 from sarbench.models import build_model, get_spec, registered
 from sarbench.models.hf import AlbertRecConfig, LlamaRecConfig, base_settings, prepared_mask, table6_defaults
 from sarbench.models.trxl import TransfoXLConfig, allowed_keys, sinusoid
 from sarbench.significance import AR_BETTER, compare_paired
+from sarbench.train import Trainer
 
 N, L = 30, 10
 BACKBONES = ("albert", "llama", "transfo_xl")
@@ -244,9 +246,6 @@ def small_split():
 @pytest.mark.parametrize("model", BACKBONES)
 @pytest.mark.parametrize("attention", ["AR", "AE"])
 def test_tiny_model_trains_and_beats_most_popular(model, attention, small_split):
-    from sarbench.metrics import ndcg_at_k
-    from sarbench.train import Trainer
-
     sp = small_split
     mc, tc = get_spec(model).defaults(attention, "synthetic", sp.train.num_items, sp.train.num_users)
     mc = replace(mc, hidden=32, heads=2, max_len=20, mask_prob=0.3, dropout=0.0 if model == "llama" else 0.1)
