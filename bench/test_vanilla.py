@@ -13,7 +13,7 @@ paired per-user test over all seeds (at --scale paper; at smoke scale it only re
 Datasets: the embedded synthetic one, the paper's five and any declared in the data folder's
 datasets.toml (``--datasets a,b`` selects). Models: the paper's self-attentive model as AE and AR,
 and every other registered model (``vanilla[<dataset>-<model>-AR-ce]``, e.g. GRU4Rec) as a row beside
-them in Table 4's report.
+them in Table 4's report -- except Table 6's backbones, whose cases are in bench/test_hf.py.
 """
 
 import math
@@ -23,7 +23,7 @@ import pytest
 from sarbench.baseline import SMOKE_TOLERANCE, smoke_differences
 from sarbench.cases import PAPER_BAND, PAPER_DIRECTION
 from sarbench.data import SYNTHETIC, is_paper_data
-from sarbench.paper import paper_cells
+from sarbench.paper import VARIANTS, paper_cells
 from sarbench.significance import AE_BETTER, AR_BETTER, compare_paired, compare_records, per_user_values
 
 pytestmark = pytest.mark.vanilla
@@ -35,8 +35,9 @@ def pytest_generate_tests(metafunc):
     datasets = bench_datasets(metafunc.config)  # synthetic needs no download; the others need --data-dir
     if metafunc.function.__name__ == "vanilla":
         cases = [(d, "sar", a) for d in datasets for a in ("AE", "AR")]
-        cases += [(d, m.name, a) for m in bench_models(metafunc.config) if m.name != "sar" for d in datasets
-                  for a in m.attentions]
+        # Table 6's backbones (albert, llama, transfo_xl) are rows of their own table: bench/test_hf.py.
+        others = [m for m in bench_models(metafunc.config) if m.name not in ("sar", *VARIANTS["hf"])]
+        cases += [(d, m.name, a) for m in others for d in datasets for a in m.attentions]
         ids = [f"{d}-{a}-ce" if m == "sar" else f"{d}-{m}-{a}-ce" for d, m, a in cases]
         metafunc.parametrize(("dataset", "model", "attention"), cases, ids=ids)
     elif metafunc.function.__name__ == "direction":

@@ -545,11 +545,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, interrupt)
     scale = replace(SCALES[args.scale], max_minutes=args.max_minutes)
     results = Path(args.results)
-    table = "vanilla" if args.design == "vanilla" else "design"
+    from .paper import VARIANTS
+
+    table = "hf" if args.model in VARIANTS["hf"] else "vanilla" if args.design == "vanilla" else "design"
+    name = args.design if args.model == "sar" else args.model
 
     def on_epoch(row):
         valid = row.get("valid", {})
-        line = (f"{args.dataset} {args.design}-{args.attention} seed {args.seed}: epoch {row['epoch']:>4} "
+        line = (f"{args.dataset} {name}-{args.attention} seed {args.seed}: epoch {row['epoch']:>4} "
                 f"loss {row['loss']:.4f} train {row['epoch_time']:.1f}s all {row['wall_time']:.1f}s")
         if valid:
             line += " valid " + " ".join(f"{k} {valid[k]:.4f}" for k in ("R@10", "N@10") if k in valid)
@@ -558,7 +561,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     record = run_case(table=table, dataset=args.dataset, design=args.design, attention=args.attention,
                       seed=args.seed, scale=scale, device=args.device, data=DataCache(args.data_dir),
                       store=ResultStore(results), checkpoints=results / "checkpoints", rerun=args.rerun,
-                      on_epoch=on_epoch, catch_interrupt=True)
+                      on_epoch=on_epoch, catch_interrupt=True, model=args.model)
     metrics = " ".join(f"{k} {v:.4f}" for k, v in record.metrics.items())
     print(f"{record.case_id} seed {record.seed}: stopped ({record.extra['stopped']}) after {record.epochs} epochs, "
           f"best {record.extra['best_epoch']}, {record.wall_time_s / 60:.1f} min; test ({record.extra['exclusion']} "
@@ -581,6 +584,9 @@ def add_run_commands(sub) -> None:
     p.add_argument("--dataset", required=True, help=f"dataset name ({', '.join([*DATASETS, SYNTHETIC])})")
     p.add_argument("--attention", required=True, choices=["AE", "AR"], help="AE (bidirectional) or AR (causal)")
     p.add_argument("--design", default="vanilla", choices=list(DESIGNS), help="preset design (default: vanilla)")
+    p.add_argument("--model", default="sar",
+                   help="registered model: sar (the paper's, set by --design), albert, llama, transfo_xl (Table 6), "
+                   "gru4rec or your own (default: sar)")
     p.add_argument("--scale", default="paper", choices=["smoke", "paper"], help="scale (default: paper)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--data-dir", default=None, help=f"folder with the real datasets (default: ${DATA_ENV})")

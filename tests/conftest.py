@@ -2,6 +2,11 @@
 
 import pytest
 import torch
+# torch imports torch._dynamo lazily, at the first optimiser step. When that first step happens inside a
+# pytester test (tests/test_extending.py), pytester's sys.modules snapshot drops the module afterwards, and
+# the next import re-registers torch's operator libraries and fails ("Only a single TORCH_LIBRARY ...") in
+# whatever test trains next. Importing it here, before any snapshot, keeps it loaded.
+import torch._dynamo  # noqa: F401,E402
 
 
 @pytest.fixture()

@@ -172,6 +172,28 @@ def test_design_table_and_loss_mismatch():
     assert comp[comp.variant == "local_attn/bpr"]["paper AE"].isna().all()
 
 
+def test_hf_table_from_records_reproduces_the_papers_statistics():
+    """Records equal to the paper's Table 6 give its per-cell gains, per-backbone means (16.21 / 14.37 /
+    15.30), best over best (16.00) as our own numbers, and one paired test per dataset and backbone."""
+    from sarbench.paper import DATASET_ORDER
+
+    records = [r for d in DATASET_ORDER for r in make_records(d, table="hf", variants=VARIANTS["hf"])]
+    report = build_tables(records)
+    comp = report.section("table6_hf_paper").table
+    assert len(comp) == 5 * 3 * 6 and set(comp.variant) == set(VARIANTS["hf"])
+    np.testing.assert_allclose(comp["gain %"], comp["paper gain %"], atol=1e-9)
+    np.testing.assert_allclose(comp["AR vs paper %"], 0.0, atol=1e-9)  # the seeds' mean is the paper's cell
+    summary = report.section("table6_hf_paper_summary").table.set_index("statistic")
+    for column in ("ours %", "paper all cells %"):
+        got = [two(summary.loc[f"mean gain {v}", column]) for v in VARIANTS["hf"]]
+        assert got == ["16.21", "14.37", "15.30"], column
+        assert two(summary.loc["best AR over best AE", column]) == "16.00", column
+    sig = report.section("table6_hf_paper_significance").table
+    assert len(sig) == 15 and set(zip(sig.dataset, sig.variant)) == {(d, v) for d in DATASET_ORDER
+                                                                       for v in VARIANTS["hf"]}
+    assert (sig["users"] == 300).all() and (sig["AR seeds"] == 2).all()
+
+
 # --- Table 1 ---------------------------------------------------------------------------------
 def test_data_table():
     stats = {"ml-1m": DatasetStats(6040, 3416, 999611, 165.5, 0.0484),
