@@ -78,8 +78,9 @@ def pytest_addoption(parser):
                     help="folder of the resumable results store (default: results)")
     group.addoption("--rerun", action="store_true", default=False,
                     help="retrain cases even when a matching stored result exists (default: reuse)")
-    group.addoption("--report-dir", default="reports",
-                    help="where the end-of-run report is written (default: reports)")
+    group.addoption("--report-dir", default=None,
+                    help="where the end-of-run report, tables and figures are written; a run never writes "
+                         "into the committed reports/ unless named here (default: <results>/report)")
     group.addoption("--update-baseline", action="store_true", default=False,
                     help="write this run's smoke results into the committed smoke baseline instead of "
                          "failing on moved numbers (default: compare)")
@@ -117,7 +118,7 @@ def pytest_configure(config):
         rerun=config.getoption("--rerun"),
         seeds=config.getoption("--seeds"),
         checkpoints=results / "checkpoints",
-        report_dir=Path(config.getoption("--report-dir")),
+        report_dir=Path(config.getoption("--report-dir") or results / "report"),
         update_baseline=config.getoption("--update-baseline"),
         baseline=load_smoke(config.rootpath / BASELINE_DIR),
         baseline_dir=config.rootpath / BASELINE_DIR,
@@ -162,13 +163,16 @@ def run(bench):
     Trains the case or reuses its stored record; skips (with how to get it) when the dataset is
     missing.
     """
-    from .cases import run_case
+    from .cases import run_case, torch_threads
     from .data import DatasetMissing
+
+    threads = bench.scale.threads if bench.device == "cpu" else 0
 
     def _run(**case):
         try:
-            record = run_case(scale=bench.scale, device=bench.device, data=bench.data, store=bench.store,
-                              rerun=bench.rerun, checkpoints=bench.checkpoints, **case)
+            with torch_threads(threads):  # the scale's thread count (smoke: fixed, see cases.SCALES)
+                record = run_case(scale=bench.scale, device=bench.device, data=bench.data, store=bench.store,
+                                  rerun=bench.rerun, checkpoints=bench.checkpoints, **case)
         except DatasetMissing as exc:
             pytest.skip(str(exc))
         bench.ran_cases.append(record)
@@ -189,8 +193,9 @@ def pytest_sessionfinish(session, exitstatus):
     if st.update_baseline:
         from .baseline import update_smoke
 
-        path = update_smoke(st.ran_cases, st.baseline_dir)
-        log.warning("smoke baseline updated from %d case(s): %s", len(st.ran_cases), path)
+        checked = [r for r in st.ran_cases if r.table == "vanilla"]  # the cases that compare with it
+        path = update_smoke(checked, st.baseline_dir)
+        log.warning("smoke baseline updated from %d case(s): %s", len(checked), path)
     records = ResultStore(st.store.folder).records()
     if not records:
         return
