@@ -128,11 +128,12 @@ def report(results: dict, args, seconds: float) -> str:
              f"{os.cpu_count()} CPUs, load average at the start {args.load_at_start}, {seconds / 60:.1f} min.", "",
              f"Platform: {json.dumps(smoke_platform())}.", "",
              f"## Cases (reference condition: {PINNED} thread(s), the smoke scale's)", "",
-             "| case | users | items | interactions | epochs (best) | NDCG@10 | most-popular | p (paired) | wall s | CPU s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| case | users | items | interactions | epochs (best) | NDCG@10 | most-popular | p (paired) "
+             "| wall s | CPU s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for case, r in ref.items():
-        lines.append(f"| {case} | {r['users']} | {r['items']} | {r['interactions']} | {r['epochs']} ({r['best_epoch']}) "
-                     f"| {r['ndcg']:.4f} | {r['popular']:.4f} | {r['p']:.2g} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} |")
+        lines.append(f"| {case} | {r['users']} | {r['items']} | {r['interactions']} | {r['epochs']} "
+                     f"({r['best_epoch']}) | {r['ndcg']:.4f} | {r['popular']:.4f} | {r['p']:.2g} "
+                     f"| {r['wall_s']:.1f} | {r['cpu_s']:.1f} |")
     lines.append(f"| total | | | | | | | | {sum(r['wall_s'] for r in ref.values()):.1f} "
                  f"| {sum(r['cpu_s'] for r in ref.values()):.1f} |")
     lines += ["", "## Largest difference from the reference, per condition and group", "",
@@ -145,8 +146,9 @@ def report(results: dict, args, seconds: float) -> str:
             lines.append(f"| {name} | {group} | {g['abs']:.6f} | {g['abs_at']} | {g['rel']:.2e} | {g['rel_at']} |")
     lines += ["", "## Time per condition (all cases; the machine may be shared, see the load average)", "",
               "| condition | wall s | CPU s |", "|---|---|---|"]
-    lines += [f"| {describe(n)} | {sum(r['wall_s'] for r in res.values()):.1f} | {sum(r['cpu_s'] for r in res.values()):.1f} |"
-              for n, res in results.items()]
+    for name, res in results.items():
+        wall, cpu = sum(r["wall_s"] for r in res.values()), sum(r["cpu_s"] for r in res.values())
+        lines.append(f"| {describe(name)} | {wall:.1f} | {cpu:.1f} |")
     return "\n".join(lines) + "\n"
 
 
