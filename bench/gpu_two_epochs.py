@@ -19,8 +19,8 @@ import pytest
 from sarbench.cases import Scale, run_case
 
 DATASET = os.environ.get("GPU_CHECK_PREFLIGHT_DATASET", "synthetic")
-# Two epochs, validated each epoch; "smoke" subsets a real dataset to 1,000 users.
-TWO_EPOCHS = Scale("smoke", max_users=1000, max_epochs=2, patience=2, synthetic_epochs=2, synthetic_patience=2)
+# Two epochs, validated each epoch, on the smoke subset of a real dataset (smoke.py).
+TWO_EPOCHS = Scale("smoke", subset=True, max_epochs=2, patience=2)
 
 
 @pytest.mark.parametrize("attention", ["AE", "AR"])

@@ -3,12 +3,28 @@
 Every cell of a committed paper-scale record (reports/baseline/paper/) on the paper's version of the
 data that lies outside the paper band must be listed, with a reason, in
 reports/baseline/deviations.csv; a listed cell that no longer deviates fails too, so the file stays
-true. (The smoke baseline is checked inside each smoke case, see bench/test_vanilla.py.)
+true.
+
+The smoke baseline (reports/baseline/smoke.json) is compared inside each smoke case (see
+bench/test_vanilla.py); here: that it covers every smoke case of the data at hand (a case without an
+entry would compare with nothing), and that its tolerance is a check (narrower than every value it
+guards, so that a model that learns nothing fails).
 """
 
 import pytest
 
-from sarbench.baseline import BASELINE_DIR, check_deviations, load_deviations, paper_deviations
+from sarbench.baseline import (
+    BASELINE_DIR,
+    SMOKE_TOLERANCE,
+    check_deviations,
+    load_deviations,
+    load_smoke,
+    paper_deviations,
+    smoke_entry,
+    tolerance_for,
+)
+from sarbench.cases import case_id
+from sarbench.data import DATASETS, DatasetMissing
 from sarbench.store import ResultStore
 
 
@@ -34,3 +50,43 @@ def test_deviation_check_detects_unlisted_and_stale():
     listed = [{"case_id": Rec.case_id, "seed": "0", "metric": "R@10", "reason": "x"}]
     unlisted, stale = check_deviations([Rec], listed)
     assert len(unlisted) == 1 and stale == ["vanilla[ml-1m-AR-ce] seed 0 R@10"]
+
+
+def test_smoke_baseline_covers_every_smoke_case(bench):
+    if bench.scale.name != "smoke" or bench.update_baseline:
+        pytest.skip("the smoke baseline applies to --scale smoke (and is being rewritten with --update-baseline)")
+    missing, absent = [], []
+    for dataset in ["synthetic", *DATASETS]:
+        try:
+            data = bench.data.get(dataset, bench.scale)  # cached: the vanilla cases load the same
+        except DatasetMissing:
+            absent.append(dataset)
+            continue
+        for attention in ("AE", "AR"):
+            case = type("Case", (), {"case_id": case_id("vanilla", dataset, attention, "ce"), "seed": 0,
+                                     "fingerprint": data.fingerprint()})
+            if smoke_entry(bench.baseline, case) is None:
+                missing.append(f"{case.case_id} on data {case.fingerprint}")
+    assert not missing, ("the committed smoke baseline has no entry for: " + "; ".join(missing)
+                         + ". Run `pytest bench -m vanilla --update-baseline` and commit reports/baseline/smoke.json.")
+    if absent:
+        pytest.skip(f"checked synthetic and the data at hand; not here: {', '.join(absent)}")
+
+
+def test_smoke_tolerance_is_narrower_than_every_value_it_guards(pytestconfig):
+    baseline = load_smoke(pytestconfig.rootpath / BASELINE_DIR)
+    if not baseline["cases"]:
+        pytest.skip("no committed smoke baseline")
+    written = baseline.get("tolerance", {})
+    assert written == {g: {"rel": t.rel, "abs": t.abs} for g, t in SMOKE_TOLERANCE.items()}, (
+        "smoke.json states another tolerance than sarbench/baseline.py: rerun with --update-baseline")
+    loose = []
+    for case, seeds in baseline["cases"].items():
+        for seed, entry in seeds.items():
+            for group, metrics in entry["values"].items():
+                band = tolerance_for(group)
+                loose += [f"{case} seed {seed} {group} {m}: {v} ±{band.band(v):g}"
+                          for m, v in metrics.items() if v and band.band(v) >= 0.5 * abs(v)]
+            learnt = entry["values"]["model/input"]
+            assert learnt["N@10"] > 0 and learnt["R@10"] > 0, f"{case}: the smoke model learnt nothing"
+    assert not loose, "tolerance of at least half the guarded value (not a check): " + "; ".join(loose)

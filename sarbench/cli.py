@@ -533,8 +533,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .cases import SCALES, DataCache, run_case
     from .store import ResultStore
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = args.threads or (SCALES[args.scale].threads if args.device == "cpu" else 0)  # as `pytest bench`
+    if threads:
+        torch.set_num_threads(threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"sarbench: error: --device {args.device}: no CUDA device is available", file=sys.stderr)
         return 1
@@ -592,7 +593,8 @@ def add_run_commands(sub) -> None:
     p.add_argument("--data-dir", default=None, help=f"folder with the real datasets (default: ${DATA_ENV})")
     p.add_argument("--results", default="results", help="results folder (default: results)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default (default: 0)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads; 0 = the scale's (smoke: 1), else torch's default (default: 0)")
     p.add_argument("--max-minutes", type=float, default=0.0,
                    help="stop training after this many minutes of this process, test and store the best state "
                    "(stopped=time; run again to continue); 0 = no cap (default: 0)")

@@ -96,8 +96,9 @@ def pytest_addoption(parser):
                     help="folder of the resumable results store (default: results)")
     group.addoption("--rerun", action="store_true", default=False,
                     help="retrain cases even when a matching stored result exists (default: reuse)")
-    group.addoption("--report-dir", default="reports",
-                    help="where the end-of-run report is written (default: reports)")
+    group.addoption("--report-dir", default=None,
+                    help="where the end-of-run report, tables and figures are written; a run never writes "
+                         "into the committed reports/ unless named here (default: <results>/report)")
     group.addoption("--datasets", default=None, metavar="A,B",
                     help="run only these datasets (names: synthetic, the paper's five, those declared in the data "
                          "folder's datasets.toml) (default: all)")
@@ -155,7 +156,7 @@ def bench_state(config) -> BenchState:
         rerun=config.getoption("--rerun"),
         seeds=config.getoption("--seeds"),
         checkpoints=results / "checkpoints",
-        report_dir=Path(config.getoption("--report-dir")),
+        report_dir=Path(config.getoption("--report-dir") or results / "report"),
         update_baseline=config.getoption("--update-baseline"),
         baseline=load_smoke(config.rootpath / BASELINE_DIR),
         baseline_dir=config.rootpath / BASELINE_DIR,
@@ -283,10 +284,11 @@ def run(bench, pytestconfig):
     Trains the case or reuses its stored record; skips (with how to get it) when the dataset is
     missing.
     """
-    from .cases import run_case
+    from .cases import run_case, torch_threads
     from .data import DatasetMissing
 
     progress = Progress(pytestconfig)
+    threads = bench.scale.threads if bench.device == "cpu" else 0
 
     def _run(**case):
         progress.start(case)
@@ -297,8 +299,10 @@ def run(bench, pytestconfig):
             progress.epoch(row)
 
         try:
-            record = run_case(scale=bench.scale, device=bench.device, data=bench.data, store=bench.store,
-                              rerun=bench.rerun, checkpoints=bench.checkpoints, on_epoch=on_epoch, **case)
+            with torch_threads(threads):  # the scale's thread count (smoke: fixed, see cases.SCALES)
+                record = run_case(scale=bench.scale, device=bench.device, data=bench.data, store=bench.store,
+                                  rerun=bench.rerun, checkpoints=bench.checkpoints, on_epoch=on_epoch,
+                                  **case)
         except DatasetMissing as exc:
             pytest.skip(str(exc))
         finally:
@@ -346,8 +350,9 @@ def pytest_sessionfinish(session, exitstatus):
     if st.update_baseline:
         from .baseline import update_smoke
 
-        path = update_smoke(st.ran_cases, st.baseline_dir)
-        log.warning("smoke baseline updated from %d case(s): %s", len(st.ran_cases), path)
+        checked = [r for r in st.ran_cases if r.table == "vanilla"]  # the cases that compare with it
+        path = update_smoke(checked, st.baseline_dir)
+        log.warning("smoke baseline updated from %d case(s): %s", len(checked), path)
     records = ResultStore(st.store.folder).records()
     if not records:
         return

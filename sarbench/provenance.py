@@ -31,7 +31,8 @@ RESULTS_VERSION = 2
 
 # Modules whose code computes what a record holds, relative to the package folder.
 RESULT_SOURCES = (
-    "models/*.py", "train.py", "optim.py", "evaluate.py", "metrics.py", "baselines.py", "cases.py", "presets.py",
+    "models/*.py", "train.py", "optim.py", "evaluate.py", "metrics.py", "baselines.py", "cases.py", "smoke.py",
+    "presets.py",
     "data/sequences.py", "data/readers.py", "data/preprocess.py", "data/raw.py", "data/synthetic.py",
 )
 

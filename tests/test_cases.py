@@ -7,7 +7,7 @@ from sarbench.cases import Scale, DataCache, load_model, model_path, run_case
 from sarbench.data import SyntheticConfig, make_synthetic
 from sarbench.store import ResultStore
 
-TINY = Scale("smoke", max_users=0, max_epochs=2, patience=2)
+TINY = Scale("smoke", max_epochs=2, patience=2)
 
 
 @pytest.fixture()
@@ -69,7 +69,7 @@ def test_unfinished_case_resumes_from_its_checkpoint(tmp_path, data, monkeypatch
     import sarbench.train as train
 
     store = ResultStore(tmp_path / "results")
-    scale = Scale("smoke", max_users=0, max_epochs=4, patience=4)
+    scale = Scale("smoke", max_epochs=4, patience=4)
     real_epoch = train.Trainer._epoch
     calls = {"n": 0}
 

@@ -29,7 +29,7 @@ from sarbench.report import records_frame  # noqa: E402
 from sarbench.search import Resources, SearchConfig, Space, read_preset, tune_case, tuned_case_kwargs  # noqa: E402
 from sarbench.store import ResultStore  # noqa: E402
 
-TINY = Scale("smoke", max_users=0, max_epochs=2, patience=2)
+TINY = Scale("smoke", max_epochs=2, patience=2)
 SPACE = Space("tiny", (("lr", (1e-3, 1e-6)), ("dropout", (0.1, 0.3))), (("hidden", 16),))
 SEARCH = SearchConfig("synthetic", "ce", "AR", SPACE, max_t=4, grace_period=1, eval_every=1, eval_users=500,
                       scale="smoke")

@@ -256,6 +256,17 @@ class Report:
         raise KeyError(f"no section {name!r}; have {', '.join(s.name for s in self.sections)}")
 
 
+def provenance_note(records: Sequence[ResultRecord], source: str = "") -> str:
+    """Which results a report was built from, and the command that rebuilds it."""
+    def listed(values):
+        return ", ".join(str(v) for v in sorted(set(values), key=str))
+
+    text = (f"built from {len(records)} record(s) at scale(s) {listed(r.scale for r in records)}, results "
+            f"version(s) {listed(r.results_version for r in records)}, made by code version(s) "
+            f"{listed(r.code_version for r in records)}")
+    return text + (f"; rebuild with `sarbench report {source} --out <this folder>`" if source else "")
+
+
 def build_tables(
     records: Iterable[ResultRecord],
     *,
@@ -272,6 +283,8 @@ def build_tables(
     """
     records = latest_per_seed(records)
     report = Report(sections=[], source=source, n_records=len(records))
+    if records:
+        report.notes.append(provenance_note(records, source))
     if data_stats is None:
         data_stats, fps = {}, {}
         for rec in records:
