@@ -14,6 +14,9 @@ Cases:
     test_attention_figures: writes Figures 1, 2, 3 and 5 into <report-dir>/figures/.
 Every case first checks that the measures are possible for row-stochastic attention (bounds of S, k
 and the distance), which fails on a broken capture or crop at any scale.
+
+A plain ``pytest`` (CI) studies the synthetic dataset and ml-1m; ``-m analysis`` or ``--datasets``
+every dataset at hand.
 """
 
 from __future__ import annotations
@@ -46,10 +49,19 @@ pytestmark = pytest.mark.analysis
 
 def pytest_generate_tests(metafunc):
     if "dataset" in metafunc.fixturenames:
-        from sarbench.plugin import bench_datasets
-
         # synthetic needs no download; the paper's five need --data-dir; --datasets selects
-        metafunc.parametrize("dataset", bench_datasets(metafunc.config))
+        metafunc.parametrize("dataset", study_datasets(metafunc.config))
+
+
+CI_DATASETS = ("synthetic", "ml-1m")  # a plain `pytest`: the embedded data and the paper's Figure 2 dataset
+
+
+def study_datasets(config) -> list[str]:
+    """Every dataset at hand with ``-m analysis`` or ``--datasets``; else (a plain ``pytest``, CI)
+    only CI_DATASETS: the study adds a Local-AE model per dataset."""
+    from sarbench.plugin import table_datasets
+
+    return table_datasets(config, "analysis", default=CI_DATASETS)
 
 
 class DatasetStudy:
@@ -100,10 +112,8 @@ class Study:
         return self.done[dataset]
 
     def available(self) -> list[DatasetStudy]:
-        from sarbench.plugin import bench_datasets
-
         out = []
-        for d in bench_datasets(self.bench_config):
+        for d in study_datasets(self.bench_config):
             try:
                 out.append(self.get(d))
             except pytest.skip.Exception:

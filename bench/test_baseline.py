@@ -13,7 +13,7 @@ guards, so that a model that learns nothing fails).
 
 import pytest
 
-from sarbench.baseline import (
+from sarbench.regression import (
     BASELINE_DIR,
     SMOKE_TOLERANCE,
     check_deviations,
@@ -79,7 +79,7 @@ def test_smoke_tolerance_is_narrower_than_every_value_it_guards(pytestconfig):
         pytest.skip("no committed smoke baseline")
     written = baseline.get("tolerance", {})
     assert written == {g: {"rel": t.rel, "abs": t.abs} for g, t in SMOKE_TOLERANCE.items()}, (
-        "smoke.json states another tolerance than sarbench/baseline.py: rerun with --update-baseline")
+        "smoke.json states another tolerance than sarbench/regression.py: rerun with --update-baseline")
     loose = []
     for case, seeds in baseline["cases"].items():
         for seed, entry in seeds.items():

@@ -10,18 +10,20 @@ for tuned cases at paper scale on the paper's data: the paper's cells come from 
 Each ``direction[<dataset>-<group>]`` case tests AR vs AE within the group with a paired per-user test
 over all seeds (at paper scale; at smoke scale it reports and skips).
 
-A plain ``pytest`` (CI) runs the groups on the synthetic dataset only; ``pytest bench -m design`` runs
-every dataset, ``--datasets`` selects.
+A plain ``pytest`` (CI) runs the groups on the synthetic dataset and on one real smoke subset (ml-1m's,
+CI_DATASETS; its AE cases are dropped there, see CI_DROPPED); ``pytest bench -m design`` runs every
+dataset, ``--datasets`` selects.
 """
 
 import math
 
 import pytest
 
-from sarbench.cases import PAPER_BAND, SYNTHETIC, case_id
+from sarbench.cases import PAPER_BAND, case_id
 from sarbench.data import is_paper_data
 from sarbench.paper import paper_cells
-from sarbench.significance import AE_BETTER, AR_BETTER, compare_paired, compare_records, per_user_values
+from sarbench.regression import check_beats_most_popular, check_smoke_baseline
+from sarbench.significance import AE_BETTER, AR_BETTER, compare_records
 
 pytestmark = pytest.mark.design
 
@@ -29,17 +31,26 @@ pytestmark = pytest.mark.design
 GROUPS = {"local": ("local_attn", "ce"), "ssept": ("ssept", "bce"), "ce": ("loss_ce", "ce"), "bpr": ("loss_bpr", "bpr"),
           "bce": ("loss_bce", "bce")}
 
+CI_DATASETS = ("synthetic", "ml-1m")  # a plain `pytest`: the embedded data and one real subset
+# Dropped from a plain `pytest`, with the reason: on ml-1m's smoke subset the ModSAR AE cases did not beat
+# most-popular within the smoke scale's 12 epochs (NDCG@10 0.015-0.020 vs 0.021, p = 0.12-0.68, all five
+# groups; the AR cases did, 0.047-0.113). `pytest bench -m design` still runs them.
+CI_DROPPED = {("ml-1m", "AE")}
+
 
 def pytest_generate_tests(metafunc):
     from sarbench.plugin import table_datasets
 
-    datasets = table_datasets(metafunc.config, "design")
+    from sarbench.plugin import table_requested
+
+    datasets = table_datasets(metafunc.config, "design", default=CI_DATASETS)
+    dropped = set() if table_requested(metafunc.config, "design") else CI_DROPPED
     if metafunc.function.__name__ == "design":
-        cases = [(d, g, a) for d in datasets for g in GROUPS for a in ("AE", "AR")]
+        cases = [(d, g, a) for d in datasets for g in GROUPS for a in ("AE", "AR") if (d, a) not in dropped]
         ids = [f"{d}-{GROUPS[g][0]}-{a}-{GROUPS[g][1]}" for d, g, a in cases]
         metafunc.parametrize(("dataset", "group", "attention"), cases, ids=ids)
     elif metafunc.function.__name__ == "direction":
-        cases = [(d, g) for d in datasets for g in GROUPS]
+        cases = [(d, g) for d in datasets for g in GROUPS if not {(d, "AE"), (d, "AR")} & dropped]
         metafunc.parametrize(("dataset", "group"), cases, ids=[f"{d}-{GROUPS[g][0]}" for d, g in cases])
 
 
@@ -48,17 +59,6 @@ def _case(dataset, group, attention, seed):
 
     return {"table": "design", "dataset": dataset, "design": group, "attention": attention, "seed": seed,
             **tuned_case_kwargs(dataset, group, attention)}
-
-
-def beats_most_popular(record):
-    pop = record.extra["most_popular_per_user"]
-    users, ours = per_user_values(record, "N@10")
-    pop_users, theirs = per_user_values(type("R", (), {"per_user": pop, "case_id": "most-popular"}), "N@10")
-    assert list(users) == list(pop_users)
-    cmp = compare_paired(ours, theirs, metric="N@10")
-    assert cmp.verdict == AR_BETTER, (  # "AR" is the first argument here: the model
-        f"{record.case_id}: not clearly better than most-popular: NDCG@10 {cmp.mean_ar:.4f} vs {cmp.mean_ae:.4f} "
-        f"(p={cmp.p_value:.3g}, 95% CI of the difference [{cmp.ci_low:.4f}, {cmp.ci_high:.4f}])")
 
 
 def paper_band(record):
@@ -80,9 +80,10 @@ def design(dataset, group, attention, bench, run):
         record = run(**_case(dataset, group, attention, seed))
         assert record.case_id == case_id("design", dataset, attention, GROUPS[group][1], GROUPS[group][0])
         assert all(math.isfinite(v) for v in record.metrics.values()), f"non-finite metrics {record.metrics}"
-        if bench.scale.name == "paper" or dataset == SYNTHETIC:
-            beats_most_popular(record)
-        if bench.scale.name == "paper" and GROUPS[group][0] != "loss_bce":
+        check_beats_most_popular(record)
+        if bench.scale.name != "paper":
+            check_smoke_baseline(record, bench.baseline, updating=bench.update_baseline)
+        elif GROUPS[group][0] != "loss_bce":
             paper_band(record)
 
 

@@ -19,12 +19,12 @@ import math
 
 import pytest
 
-from sarbench.baseline import SMOKE_TOLERANCE, smoke_differences
+from sarbench.regression import check_beats_most_popular, check_smoke_baseline
 from sarbench.cases import PAPER_BAND, PAPER_DIRECTION
-from sarbench.data import SYNTHETIC, is_paper_data
+from sarbench.data import is_paper_data
 from sarbench.paper import VARIANTS, paper_cells
 from sarbench.report import relative_gain
-from sarbench.significance import AE_BETTER, AR_BETTER, compare_paired, compare_records, per_user_values
+from sarbench.significance import AE_BETTER, AR_BETTER, compare_records
 
 pytestmark = pytest.mark.hf
 
@@ -66,30 +66,11 @@ def paper_claim(dataset, model):
     return stated, ""
 
 
-def check_beats_most_popular(record):
-    """Clearly better than most-popular: paired per-user test on NDCG@10 (Wilcoxon + bootstrap CI)."""
-    pop = record.extra["most_popular_per_user"]
-    users, model_ndcg = per_user_values(record, "N@10")
-    pop_users, pop_ndcg = per_user_values(type("R", (), {"per_user": pop, "case_id": "most-popular"}), "N@10")
-    assert list(users) == list(pop_users)
-    cmp = compare_paired(model_ndcg, pop_ndcg, metric="N@10")
-    assert cmp.verdict == AR_BETTER, (  # "AR" is the first argument here: the model
-        f"{record.case_id}: not clearly better than most-popular: NDCG@10 {cmp.mean_ar:.4f} vs "
-        f"{cmp.mean_ae:.4f} (p={cmp.p_value:.3g}, 95% CI of the difference [{cmp.ci_low:.4f}, {cmp.ci_high:.4f}])"
-    )
-
-
 def check_case(record, bench):
     assert all(math.isfinite(v) for v in record.metrics.values()), f"non-finite metrics {record.metrics}"
-    if bench.scale.name == "paper" or record.dataset == SYNTHETIC:
-        check_beats_most_popular(record)
+    check_beats_most_popular(record)
     if bench.scale.name != "paper":
-        moved = [] if bench.update_baseline else smoke_differences(bench.baseline, record)
-        assert not moved, (
-            f"{record.case_id} seed {record.seed} moved from the committed smoke baseline "
-            f"(tolerance {SMOKE_TOLERANCE}): " + "; ".join(moved)
-            + ". If the change is intended, rerun with --update-baseline and commit reports/baseline/smoke.json."
-        )
+        check_smoke_baseline(record, bench.baseline, updating=bench.update_baseline)
         return
     if not record.extra.get("paper_version"):
         pytest.skip(f"{record.case_id}: data is not the paper's version; paper band not asserted "

@@ -5,7 +5,7 @@ Each ``vanilla[<dataset>-<AE|AR>-ce]`` case trains (or reuses) one model per see
     * clearly better than most-popular on the same split (paired per-user test at p < 0.01), at every
       scale: the smoke subsets are chosen so that a few epochs learn (sarbench/smoke.py);
     * at smoke scale: the model's and most-popular's test metrics, under both exclusion rules, equal
-      the committed smoke baseline within its measured tolerance (sarbench/baseline.py);
+      the committed smoke baseline within its measured tolerance (sarbench/regression.py);
     * at --scale paper on the paper's version of the data: every metric within PAPER_BAND of the
       paper's cell.
 Each ``direction[<dataset>-vanilla]`` case tests the paper's AR-vs-AE claim on that dataset with a
@@ -18,15 +18,14 @@ them in Table 4's report -- except Table 6's backbones, whose cases are in bench
 """
 
 import math
-import os
 
 import pytest
 
-from sarbench.baseline import platform_difference, smoke_differences, smoke_entry, tolerance_text
+from sarbench.regression import check_beats_most_popular, check_smoke_baseline
 from sarbench.cases import PAPER_BAND, PAPER_DIRECTION
-from sarbench.data import SYNTHETIC, is_paper_data
+from sarbench.data import is_paper_data
 from sarbench.paper import VARIANTS, paper_cells
-from sarbench.significance import AE_BETTER, AR_BETTER, compare_paired, compare_records, per_user_values
+from sarbench.significance import AE_BETTER, AR_BETTER, compare_records
 
 pytestmark = pytest.mark.vanilla
 
@@ -52,46 +51,14 @@ def _paper_values(dataset, attention):
     return dict(zip(cells.metric, cells.value))
 
 
-BEATS_POPULAR_ALPHA = 0.01
-
-
 def check_case(record, bench):
     assert all(math.isfinite(v) for v in record.metrics.values()), f"non-finite metrics {record.metrics}"
     check_beats_most_popular(record)
 
 
-def check_beats_most_popular(record, alpha=BEATS_POPULAR_ALPHA):
-    """Clearly better than most-popular: paired per-user test on NDCG@10 (Wilcoxon + bootstrap CI)."""
-    pop = record.extra["most_popular_per_user"]
-    users, model_ndcg = per_user_values(record, "N@10")
-    pop_users, pop_ndcg = per_user_values(type("R", (), {"per_user": pop, "case_id": "most-popular"}), "N@10")
-    assert list(users) == list(pop_users)
-    cmp = compare_paired(model_ndcg, pop_ndcg, metric="N@10", alpha=alpha)
-    assert cmp.verdict == AR_BETTER, (  # "AR" is the first argument here: the model
-        f"{record.case_id}: not clearly better than most-popular (p < {alpha}): NDCG@10 {cmp.mean_ar:.4f} vs "
-        f"{cmp.mean_ae:.4f} (p={cmp.p_value:.3g}, 95% CI of the difference [{cmp.ci_low:.4f}, {cmp.ci_high:.4f}])"
-    )
-
-
 def check_regressions(record, bench):
     if bench.scale.name != "paper":
-        if bench.update_baseline:
-            return
-        other_platform = platform_difference(bench.baseline, record)
-        if other_platform and os.environ.get("CI"):
-            pytest.fail(f"{record.case_id}: {other_platform}. CI must run where the baseline was made, or "
-                        f"regenerate it there with --update-baseline", pytrace=False)
-        if other_platform:
-            pytest.skip(f"{record.case_id}: not compared with the smoke baseline: {other_platform}")
-        if smoke_entry(bench.baseline, record) is None:
-            pytest.skip(f"{record.case_id} seed {record.seed}: no smoke baseline for data {record.fingerprint} "
-                        f"(bench/test_baseline.py checks that the committed one covers every smoke case)")
-        moved = smoke_differences(bench.baseline, record)
-        assert not moved, (
-            f"{record.case_id} seed {record.seed} moved from the committed smoke baseline "
-            f"(tolerance {tolerance_text()}): " + "; ".join(moved)
-            + ". If the change is intended, rerun with --update-baseline and commit reports/baseline/smoke.json."
-        )
+        check_smoke_baseline(record, bench.baseline, updating=bench.update_baseline)
         return
     if not record.extra.get("paper_version"):
         pytest.skip(f"{record.case_id}: data is not the paper's version; paper band not asserted "

@@ -533,6 +533,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .cases import SCALES, DataCache, run_case
     from .store import ResultStore
 
+    if not args.study and not args.attention:
+        print("sarbench: error: run needs --attention (or --study)", file=sys.stderr)
+        return 2
     threads = args.threads or (SCALES[args.scale].threads if args.device == "cpu" else 0)  # as `pytest bench`
     if threads:
         torch.set_num_threads(threads)
@@ -550,19 +553,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     table = "hf" if args.model in VARIANTS["hf"] else "vanilla" if args.design == "vanilla" else "design"
     name = args.design if args.model == "sar" else args.model
+    name = args.study or f"{name}-{args.attention}"
 
     def on_epoch(row):
         valid = row.get("valid", {})
-        line = (f"{args.dataset} {name}-{args.attention} seed {args.seed}: epoch {row['epoch']:>4} "
+        line = (f"{args.dataset} {name} seed {args.seed}: epoch {row['epoch']:>4} "
                 f"loss {row['loss']:.4f} train {row['epoch_time']:.1f}s all {row['wall_time']:.1f}s")
         if valid:
             line += " valid " + " ".join(f"{k} {valid[k]:.4f}" for k in ("R@10", "N@10") if k in valid)
         print(line, flush=True)
 
-    record = run_case(table=table, dataset=args.dataset, design=args.design, attention=args.attention,
-                      seed=args.seed, scale=scale, device=args.device, data=DataCache(args.data_dir),
-                      store=ResultStore(results), checkpoints=results / "checkpoints", rerun=args.rerun,
-                      on_epoch=on_epoch, catch_interrupt=True, model=args.model)
+    case = {"table": table, "dataset": args.dataset, "design": args.design, "attention": args.attention,
+            "seed": args.seed, "model": args.model}
+    if args.study:  # a model of the attention study (Tables 2-3): its own case, e.g. Local-AE
+        from .analysis.study import case_kwargs
+
+        case = case_kwargs(args.study, args.dataset, args.seed)
+    record = run_case(scale=scale, device=args.device, data=DataCache(args.data_dir), store=ResultStore(results),
+                      checkpoints=results / "checkpoints", rerun=args.rerun, on_epoch=on_epoch,
+                      catch_interrupt=True, **case)
     metrics = " ".join(f"{k} {v:.4f}" for k, v in record.metrics.items())
     print(f"{record.case_id} seed {record.seed}: stopped ({record.extra['stopped']}) after {record.epochs} epochs, "
           f"best {record.extra['best_epoch']}, {record.wall_time_s / 60:.1f} min; test ({record.extra['exclusion']} "
@@ -583,7 +592,11 @@ def add_run_commands(sub) -> None:
         "cleanly: the best state is tested and stored with stopped=interrupted.",
     )
     p.add_argument("--dataset", required=True, help=f"dataset name ({', '.join([*DATASETS, SYNTHETIC])})")
-    p.add_argument("--attention", required=True, choices=["AE", "AR"], help="AE (bidirectional) or AR (causal)")
+    p.add_argument("--attention", choices=["AE", "AR"], help="AE (bidirectional) or AR (causal); required "
+                   "unless --study names the model")
+    p.add_argument("--study", choices=["vanilla-AE", "vanilla-AR", "local-AE"], default=None,
+                   help="a model of the attention study (Tables 2-3) instead of --design/--model/--attention: "
+                   "local-AE is Vanilla-AE with a +-2 window on its last head (default: none)")
     p.add_argument("--design", default="vanilla", choices=list(DESIGNS), help="preset design (default: vanilla)")
     p.add_argument("--model", default="sar",
                    help="registered model: sar (the paper's, set by --design), albert, llama, transfo_xl (Table 6), "

@@ -140,7 +140,7 @@ def bench_state(config) -> BenchState:
     st = config.stash.get(STATE, None)
     if st is not None:
         return st
-    from .baseline import BASELINE_DIR, load_smoke
+    from .regression import BASELINE_DIR, load_smoke
     from .cases import SCALES, DataCache
     from .store import ResultStore
 
@@ -184,10 +184,14 @@ def table_datasets(config, table: str, default: tuple[str, ...] = ("synthetic",)
     run asks for the table (``-m design``, ``-m hf``) or names datasets (``--datasets``); otherwise, as in
     a plain ``pytest`` (CI), only ``default`` (those of them that exist)."""
     datasets = bench_datasets(config)
+    return datasets if table_requested(config, table) else [d for d in datasets if d in default]
+
+
+def table_requested(config, table: str) -> bool:
+    """Whether the run asks for an on-demand table: ``-m <table>`` or ``--datasets``."""
     markexpr = config.getoption("markexpr", default="") or ""
-    if config.getoption("--datasets", default=None) or table in markexpr.replace("(", " ").replace(")", " ").split():
-        return datasets
-    return [d for d in datasets if d in default]
+    return bool(config.getoption("--datasets", default=None)
+                or table in markexpr.replace("(", " ").replace(")", " ").split())
 
 
 def bench_models(config) -> list:
@@ -199,12 +203,40 @@ def bench_models(config) -> list:
 
 
 def pytest_collection_modifyitems(config, items):
+    _group_for_xdist(items)
     if config.getoption("--gpu", default=False):
         return
     skip = pytest.mark.skip(reason="needs a CUDA device: run with --gpu")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def _group_for_xdist(items) -> None:
+    """Work units for ``pytest -n N --dist loadgroup``: the cases that share trained models run on one
+    worker, in order (a dataset's vanilla cases, its direction case and its attention study; a
+    dataset's design cases and theirs; its hf cases), so no model is trained twice at once. Tests
+    over every dataset (the attention tables and figures) go last. Harmless without xdist."""
+    last, analysis_group = [], "analysis-all"
+    for item in items:
+        path = getattr(item, "path", None)
+        if path is None or path.parent.name != "bench":
+            continue
+        spec = getattr(item, "callspec", None)
+        dataset = spec.params.get("dataset") if spec else None
+        if dataset is None:
+            if "analysis" in item.keywords:
+                last.append(item)
+            continue
+        family = path.stem.removeprefix("test_")
+        group = f"{family}-{dataset}" if family in ("design", "hf") else dataset
+        item.add_marker(pytest.mark.xdist_group(group))
+        if "analysis" in item.keywords:
+            analysis_group = group
+    if last:  # after the last dataset's study, in its group: the earlier datasets' groups went out first
+        for item in last:
+            item.add_marker(pytest.mark.xdist_group(analysis_group))
+        items[:] = [i for i in items if i not in last] + last
 
 
 def pytest_report_header(config):
@@ -334,9 +366,21 @@ def append_epoch_line(path: Path, row: dict) -> None:
         fh.write(f"{time.strftime('%H:%M:%S')} {epoch_line(row)}\n")
 
 
+def _update_baseline(st) -> None:
+    from .regression import update_smoke
+
+    checked = [r for r in st.ran_cases if r.scale == "smoke"]  # every smoke case compares with it
+    if checked:
+        path = update_smoke(checked, st.baseline_dir)
+        log.warning("smoke baseline updated from %d case(s): %s", len(checked), path)
+
+
 def pytest_sessionfinish(session, exitstatus):
-    if hasattr(session.config, "workerinput"):
-        return  # xdist workers leave the report to the controller
+    if hasattr(session.config, "workerinput"):  # an xdist worker: its own cases into the baseline, no report
+        st = session.config.stash.get(STATE, None)
+        if st is not None and st.update_baseline:
+            _update_baseline(st)
+        return
     st = session.config.stash.get(STATE, None)  # None: no benchmark case asked for it here
     if st is None:
         if not (_xdist_ran_cases(session) and Path(session.config.getoption("--results")).is_dir()):
@@ -348,11 +392,7 @@ def pytest_sessionfinish(session, exitstatus):
     from .store import ResultStore
 
     if st.update_baseline:
-        from .baseline import update_smoke
-
-        checked = [r for r in st.ran_cases if r.table == "vanilla"]  # the cases that compare with it
-        path = update_smoke(checked, st.baseline_dir)
-        log.warning("smoke baseline updated from %d case(s): %s", len(checked), path)
+        _update_baseline(st)
     records = ResultStore(st.store.folder).records()
     if not records:
         return

@@ -449,7 +449,8 @@ class Trainer:
         if self.checkpoint is None:
             return
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
+        # one temporary name per process: two processes training the same case never rename each other's
+        tmp = self.checkpoint.with_name(f"{self.checkpoint.name}.{os.getpid()}.tmp")
         with signals_deferred():  # Ctrl-C or SIGTERM now would leave the epoch without its checkpoint
             torch.save(self.state(), tmp)
             os.replace(tmp, self.checkpoint)  # atomic: a kill never leaves a half-written checkpoint

@@ -184,3 +184,23 @@ def test_divergence_is_reported_not_raised(capsys):
     argv = ["train", *TINY, "--preset", "vanilla-AR", "--epochs", "3", "--set", "lr=1e30", "--set", "grad_clip=0"]
     assert cli.main(argv) == 1
     assert "training diverged" in capsys.readouterr().err
+
+
+def test_sarbench_run_trains_a_study_model(tmp_path, capsys, monkeypatch):
+    """`sarbench run --study local-AE` runs the attention study's Local-AE case (table analysis, a +-2 window
+    on the last head), resumable like every other case."""
+    import signal
+
+    from sarbench.store import ResultStore
+
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # cmd_run's SIGTERM handler stays out of pytest
+    monkeypatch.delenv("SARBENCH_DATA", raising=False)
+    assert cli.main(["run", "--dataset", "synthetic", "--study", "local-AE", "--scale", "smoke",
+                     "--max-minutes", "0.001", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic local-AE seed 0: epoch    1" in out
+    (record,) = ResultStore(tmp_path).records()
+    assert (record.table, record.attention, record.variant) == ("analysis", "AE", "local")
+    assert record.config["model"]["local_window"] == 2 and record.config["model"]["local_heads"] == 1
+    assert cli.main(["run", "--dataset", "synthetic"]) == 2
+    assert "needs --attention (or --study)" in capsys.readouterr().err

@@ -18,7 +18,7 @@ import torch
 import sarbench.evaluate as evaluate_module
 import sarbench.models.sar as sar
 import sarbench.train as train_module
-from sarbench.baseline import load_smoke, smoke_differences, update_smoke
+from sarbench.regression import load_smoke, smoke_differences, update_smoke
 from sarbench.cases import SCALES, DataCache, Scale, run_case, torch_threads
 from sarbench.data import SyntheticConfig, make_synthetic
 from sarbench.store import ResultStore
@@ -36,23 +36,16 @@ def ae_causal_mask(monkeypatch):
 
 
 def ar_sees_next_item(monkeypatch):
-    real_mask, real_forward = sar.attention_mask, sar.SelfAttention.forward
+    real_mask = sar.attention_mask
 
     def leaky_mask(mask, attention, *a, **k):
-        allowed = real_mask(mask, "AE", *a, **k)  # every real key
+        allowed = real_mask(mask, "AE", *a, **k).allowed  # every real key
         if attention == "AR":
             i = torch.arange(mask.shape[1], device=mask.device)
             allowed = allowed & (i[None, :] <= i[:, None] + 1)  # key j <= query i + 1: one step ahead
-        return allowed
-
-    def forward(self, x, allowed, causal_only, capture=None, bias=None):
-        # The fused causal path reads no mask at all; route the leaky one through the general path.
-        if bias is not None:
-            bias = sar.additive_bias(allowed, x.dtype)
-        return real_forward(self, x, allowed, False, capture, bias)
+        return sar.Mask(allowed, causal=False)  # not the plain causal mask: kernels must read it
 
     monkeypatch.setattr(sar, "attention_mask", leaky_mask)
-    monkeypatch.setattr(sar.SelfAttention, "forward", forward)
 
 
 def labels_shifted(monkeypatch):

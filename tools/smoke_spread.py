@@ -12,9 +12,9 @@ once per condition, each condition in a subprocess of its own with its own resul
     other-threads   one thread (what the pinned count takes away: the spread between thread counts)
 
 and reports, per group of the smoke baseline (the training loss, the model and most-popular under
-both exclusion rules; see sarbench/baseline.py), the largest absolute and relative difference from
+both exclusion rules; see sarbench/regression.py), the largest absolute and relative difference from
 the reference and where it is, plus each case's test NDCG@10 against most-popular, its paired
-p-value and its training time. The tolerance in sarbench/baseline.py is set from these numbers.
+p-value and its training time. The tolerance in sarbench/regression.py is set from these numbers.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from sarbench.baseline import smoke_platform  # noqa: E402  (this checkout's package, not an installed one)
+from sarbench.regression import smoke_platform  # noqa: E402  (this checkout's package, not an installed one)
 from sarbench.cases import SCALES  # noqa: E402
 
 PINNED = SCALES["smoke"].threads or 1
@@ -58,7 +58,7 @@ def worker(args) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from sarbench.baseline import smoke_values
+    from sarbench.regression import smoke_values
     from sarbench.cases import SCALES, DataCache, run_case
     from sarbench.significance import compare_paired, per_user_values
     from sarbench.store import ResultStore

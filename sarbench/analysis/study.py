@@ -330,7 +330,7 @@ class AttentionMeasures:
         """Write to a ``.npz`` file (``info`` as JSON inside); returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")  # per process, as checkpoints
         np.savez_compressed(
             tmp, users=self.users, lengths=self.lengths, sparsity=self.sparsity, rank=self.rank,
             distance=self.distance, spectrum=self.spectrum, ref_sparsity=self.ref_sparsity,

@@ -20,6 +20,7 @@ Two committed files under ``reports/baseline/``:
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import logging
 import os
@@ -174,6 +175,12 @@ def update_smoke(records, folder: Path = BASELINE_DIR) -> Path:
     """Write the smoke values of ``records`` into smoke.json (other entries kept), atomically."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".smoke.lock", "w") as lock:  # xdist workers update it one at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _update_smoke(records, folder)
+
+
+def _update_smoke(records, folder: Path) -> Path:
     data = load_smoke(folder)
     for rec in records:
         if rec.scale != "smoke":
@@ -236,3 +243,52 @@ def check_deviations(records, listed: list[dict]) -> tuple[list[str], list[str]]
                 for k, d in found.items() if k not in listed_keys]
     stale = [f"{k[0]} seed {k[1]} {k[2]}" for k in listed_keys if k not in found]
     return unlisted, stale
+
+
+# --- the checks a smoke case makes (bench/test_vanilla.py, test_design.py, test_hf.py) ---------------
+
+BEATS_POPULAR_ALPHA = 0.01
+
+
+def check_beats_most_popular(record, alpha: float = BEATS_POPULAR_ALPHA) -> None:
+    """Assert that ``record``'s model is clearly better than most-popular on the same test users: a
+    paired per-user test on NDCG@10 (Wilcoxon signed-rank, bootstrap CI) at level ``alpha``."""
+    from .significance import AR_BETTER, compare_paired, per_user_values
+
+    pop = record.extra["most_popular_per_user"]
+    users, model_ndcg = per_user_values(record, "N@10")
+    pop_users, pop_ndcg = per_user_values(type("R", (), {"per_user": pop, "case_id": "most-popular"}), "N@10")
+    assert list(users) == list(pop_users), f"{record.case_id}: model and most-popular scored different users"
+    cmp = compare_paired(model_ndcg, pop_ndcg, metric="N@10", alpha=alpha)
+    assert cmp.verdict == AR_BETTER, (  # "AR" is the first argument here: the model
+        f"{record.case_id}: not clearly better than most-popular (p < {alpha}): NDCG@10 {cmp.mean_ar:.4f} vs "
+        f"{cmp.mean_ae:.4f} (p={cmp.p_value:.3g}, 95% CI of the difference [{cmp.ci_low:.4f}, {cmp.ci_high:.4f}])")
+
+
+def check_smoke_baseline(record, baseline: dict, *, updating: bool = False, strict: bool | None = None) -> None:
+    """Compare a smoke record with the committed smoke baseline, as a test: pass, skip or fail.
+
+    Nothing to do while the baseline is being rewritten (``updating``). A case without an entry, or a
+    platform other than the one that made the baseline, cannot be compared: under ``strict`` (default:
+    when the ``CI`` environment variable is set) that fails, for CI must compare every smoke case;
+    otherwise it skips with the reason. A number that moved beyond the tolerance fails.
+    """
+    import pytest
+
+    if updating:
+        return
+    strict = bool(os.environ.get("CI")) if strict is None else strict
+    fix = "rerun with --update-baseline and commit reports/baseline/smoke.json"
+    problem = ""
+    if smoke_entry(baseline, record) is None:
+        problem = (f"{record.case_id} seed {record.seed}: no smoke baseline for data {record.fingerprint}; "
+                   f"to add it, {fix}")
+    elif other := platform_difference(baseline, record):
+        problem = f"{record.case_id}: not compared with the smoke baseline: {other}"
+    if problem and strict:
+        pytest.fail(problem + " (CI compares every smoke case)", pytrace=False)
+    if problem:
+        pytest.skip(problem)
+    moved = smoke_differences(baseline, record)
+    assert not moved, (f"{record.case_id} seed {record.seed} moved from the committed smoke baseline (tolerance "
+                       f"{tolerance_text()}): " + "; ".join(moved) + f". If the change is intended, {fix}.")
