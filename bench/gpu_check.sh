@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check: a one-minute preflight, then vanilla Table 4 at paper scale (five datasets, AE and AR:
-# all ten cases at once on the one GPU, each under a time cap), packed into one archive, with a short
-# summary printed last. The whole script keeps to GPU_CHECK_SECONDS (default 420 s = 7 minutes).
+# The GPU check: a one-minute preflight, then vanilla Table 4 at paper scale (five datasets, AE and AR)
+# and Table 5's loss_ce group on ml-1m (AE and AR): all twelve cases at once on the one GPU, each under
+# a time cap, packed into one archive, with a short summary printed last. The whole script keeps to GPU_CHECK_SECONDS (default 420 s = 7 minutes).
 #
 # Built for a bare machine without network that receives only this working tree (no .git, nothing
 # beside it). Before sending the checkout, prepare the data folder that travels inside it:
@@ -26,7 +26,8 @@
 #   GPU_CHECK_SECONDS       budget of the whole script (default 420); every step's timeout is cut to fit
 #   GPU_CHECK_CASE_MINUTES  per-case training cap (default: what the budget leaves after the preflight,
 #                           at most 4); a capped case is tested on its best state and stored stopped="time"
-#   GPU_CHECK_WORKERS       cases at once (default 10: all of them)
+#   GPU_CHECK_WORKERS       cases at once (default 12: all of them)
+#   GPU_CHECK_DESIGN=0      leave out the Table 5 cases
 #   GPU_CHECK_PREFLIGHT=0   skip the preflight
 #   GPU_CHECK_WORK          working folder (default: a new temporary folder)
 #   GPU_CHECK_REHEARSAL=1   CPU rehearsal (tests/test_gpu_check.py runs it in CI): the same steps on the
@@ -86,13 +87,16 @@ PYTEST=("$PY" -m pytest -p sarbench.plugin -p xdist.plugin -p no:cacheprovider)
 
 if [ "$REHEARSAL" = 1 ]; then
   DEVICE=cpu; DEVICE_FLAG=(); SCALE=smoke; CASES=(video-AE video-AR); DATASETS=(video); UNIT_TESTS=(tests/test_gpu.py)
+  DESIGN_CASES=(video-loss_ce-AE-ce video-loss_ce-AR-ce)
   PREFLIGHT_DATASET=video; SPEED_DATASETS=synthetic; SPEED_EPOCHS=1
   DEFAULT_CAP_S=0.6; WORKERS=${GPU_CHECK_WORKERS:-2}; PACK_EVERY=10; PREFLIGHT_S=$((300 * SLOW))
 else
   DEVICE=cuda; DEVICE_FLAG=(--gpu); SCALE=paper; DATASETS=(ml-1m beauty video sports yelp); UNIT_TESTS=(tests)
   CASES=(ml-1m-AE ml-1m-AR beauty-AE beauty-AR video-AE video-AR sports-AE sports-AR yelp-AE yelp-AR)
+  # Table 5 beside Table 4: the paper's loss_ce group on ml-1m (GPU_CHECK_DESIGN=0 leaves it out)
+  DESIGN_CASES=(ml-1m-loss_ce-AE-ce ml-1m-loss_ce-AR-ce)
   PREFLIGHT_DATASET=synthetic; SPEED_DATASETS=ml-1m; SPEED_EPOCHS=3
-  DEFAULT_CAP_S=240; WORKERS=${GPU_CHECK_WORKERS:-10}; PACK_EVERY=60; PREFLIGHT_S=120
+  DEFAULT_CAP_S=240; WORKERS=${GPU_CHECK_WORKERS:-12}; PACK_EVERY=60; PREFLIGHT_S=120
 fi
 export GPU_CHECK_PREFLIGHT_DATASET="$PREFLIGHT_DATASET"
 REPORT_S=60      # the report after the cases
@@ -267,9 +271,13 @@ else
     cap_min=$(awk -v s="$cap_s" 'BEGIN { printf "%.3f", s / 60 }')
     echo "per-case cap ${cap_min} min; cases: ${CASES[*]}" >> "$WORK/settings.txt"
     ids=(); for c in "${CASES[@]}"; do ids+=("bench/test_vanilla.py::vanilla[$c-ce]"); done
+    if [ "${GPU_CHECK_DESIGN:-1}" != 0 ]; then
+      for c in "${DESIGN_CASES[@]}"; do ids+=("bench/test_design.py::design[$c]"); done
+    fi
     NOTE="cap ${cap_min} min per case, $WORKERS at once"
     run_step main "$room" "${PYTEST[@]}" "${ids[@]}" "${DEVICE_FLAG[@]}" --scale "$SCALE" \
-      --case-minutes "$cap_min" -n "$WORKERS" --dist load --results "$WORK/results" \
+      --case-minutes "$cap_min" -n "$WORKERS" --dist load --datasets "$(IFS=,; echo "${DATASETS[*]}")" \
+      --results "$WORK/results" \
       --report-dir "$WORK/report" -q -rA --tb=short
     main_rc=$?
     # 0: every case passed; 1: some failed their checks (results all the same); else the run broke

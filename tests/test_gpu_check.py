@@ -154,24 +154,27 @@ def test_the_cpu_rehearsal_returns_records_report_and_logs(machine, tmp_path):
     env_log = (unpacked / "logs" / "env.log").read_text()
     assert f"sarbench from {checkout / 'sarbench'}" in env_log, env_log  # the copy, not an installed sarbench
     records = [json.loads(p.read_text()) for p in (unpacked / "results").glob("*.json")]
-    assert sorted(r["case_id"] for r in records) == ["vanilla[video-AE-ce]", "vanilla[video-AR-ce]"]
+    assert sorted(r["case_id"] for r in records) == ["design[video-loss_ce-AE-ce]", "design[video-loss_ce-AR-ce]",
+                                                     "vanilla[video-AE-ce]", "vanilla[video-AR-ce]"]
     for r in records:
         assert r["device"] == "cpu" and r["scale"] == "smoke" and r["seed"] == 0
         assert r["extra"]["stopped"] == "time" and r["epochs"] == 1  # the per-case cap, honestly recorded
         assert r["code_version"].endswith(f"+g{commit[:12]}"), r["code_version"]  # no .git there
-        epoch_log = unpacked / "results" / "logs" / f"vanilla_video-vanilla-{r['attention']}.s0.log"
+        design = "vanilla" if r["table"] == "vanilla" else "ce"
+        epoch_log = unpacked / "results" / "logs" / f"{r['table']}_video-{design}-{r['attention']}.s0.log"
         assert re.search(r"epoch +1 loss \d", epoch_log.read_text())
     report = (unpacked / "report" / "report.md").read_text()
-    assert "2 record(s)" in report and "video" in report
+    assert "4 record(s)" in report and "video" in report and "Table 5" in report
     assert not list(unpacked.rglob("*.pt")), "weights and checkpoints belong in the models archive, not here"
     assert "| synthetic |" in (unpacked / "preflight" / "speed_epoch.md").read_text()
     assert "resume check passed" in (unpacked / "logs" / "preflight-resume.log").read_text()
     with tarfile.open(out / "gpu-check-models.tar.gz") as tar:
-        assert len([m for m in tar.getnames() if m.endswith(".pt")]) == 2
+        assert len([m for m in tar.getnames() if m.endswith(".pt")]) == 4
 
     summary = (out / "summary.txt").read_text()
     assert run.stdout.rstrip().endswith(summary.rstrip()), "the summary is printed last"
-    for case in ("vanilla[video-AE-ce]", "vanilla[video-AR-ce]"):
+    for case in ("vanilla[video-AE-ce]", "vanilla[video-AR-ce]", "design[video-loss_ce-AE-ce]",
+                 "design[video-loss_ce-AR-ce]"):
         assert re.search(re.escape(case) + r" seed 0 on cpu: 1 epochs .*stopped=time", summary), summary
     assert "gpu-check.tar.gz" in summary and "STOPPED EARLY" not in summary
     print(f"rehearsal: {seconds:.0f} s")
