@@ -259,3 +259,17 @@ def test_runs_stopped_before_the_early_stop_are_marked():
     notes = table["note"]
     assert notes.str.startswith("not comparable").all()
     assert notes.str.endswith(" / AE stopped by interrupted after 58 epochs (best 58), before the early stop").all()
+
+
+def test_summary_text_compares_the_same_cells_with_the_paper():
+    """An ml-1m-only run is compared with the paper's ml-1m cells, not with its all-dataset mean."""
+    import pandas as pd
+
+    from sarbench.report.tables import Report, Section
+
+    table = pd.DataFrame([{"statistic": "mean gain, all cells", "ours %": 35.30, "paper same cells %": 34.73,
+                           "paper all cells %": 25.35, "cells": 6, "note": ""}])
+    text = summary_text(Report(sections=[Section("table4_vanilla_paper_summary", "Table 4", table)], source="r",
+                               n_records=2))
+    line = next(x for x in text.splitlines() if "mean gain, all cells" in x)
+    assert "paper, same cells   +34.73%" in line and "(paper, all its cells +25.35%)" in line

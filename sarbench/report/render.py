@@ -118,9 +118,13 @@ def summary_text(report: Report) -> str:
             for row in s.table.to_dict("records"):
                 ours = _format_cell("x %", row["ours %"])
                 text = f"  {row['statistic']:<28} ours {ours + '%' if ours else 'n/a':>9}"
-                paper = _format_cell("x %", row["paper all cells %"])
-                if paper:
-                    text += f"   paper {paper + '%':>9}"
+                # the paper over the same cells as ours; its mean over all its cells only beside it
+                same = _format_cell("x %", row.get("paper same cells %"))
+                every = _format_cell("x %", row["paper all cells %"])
+                if same:
+                    text += f"   paper, same cells {same + '%':>9}"
+                if every and every != same:
+                    text += f"   (paper, all its cells {every}%)"
                 if row["note"]:
                     text += f"   [{row['note']}]"
                 lines.append(text)
