@@ -268,10 +268,13 @@ def check_beats_most_popular(record, alpha: float = BEATS_POPULAR_ALPHA) -> None
 def check_smoke_baseline(record, baseline: dict, *, updating: bool = False, strict: bool | None = None) -> None:
     """Compare a smoke record with the committed smoke baseline, as a test: pass, skip or fail.
 
-    Nothing to do while the baseline is being rewritten (``updating``). A case without an entry, or a
-    platform other than the one that made the baseline, cannot be compared: under ``strict`` (default:
-    when the ``CI`` environment variable is set) that fails, for CI must compare every smoke case;
-    otherwise it skips with the reason. A number that moved beyond the tolerance fails.
+    Nothing to do while the baseline is being rewritten (``updating``). A case without an entry cannot
+    be compared: under ``strict`` (default: when the ``CI`` environment variable is set) that fails, for
+    CI must compare every smoke case; otherwise it skips with the reason. On a platform other than the
+    one that made the baseline (torch build, device, CPU kernels) the numbers are not expected to be
+    equal to the last digit, so the comparison skips with the reason, in CI too: the case has still
+    asserted that it beats most-popular, and ``--update-baseline`` on that platform restores the exact
+    check. A number that moved beyond the tolerance fails.
     """
     import pytest
 
@@ -279,16 +282,14 @@ def check_smoke_baseline(record, baseline: dict, *, updating: bool = False, stri
         return
     strict = bool(os.environ.get("CI")) if strict is None else strict
     fix = "rerun with --update-baseline and commit reports/baseline/smoke.json"
-    problem = ""
     if smoke_entry(baseline, record) is None:
         problem = (f"{record.case_id} seed {record.seed}: no smoke baseline for data {record.fingerprint}; "
                    f"to add it, {fix}")
-    elif other := platform_difference(baseline, record):
-        problem = f"{record.case_id}: not compared with the smoke baseline: {other}"
-    if problem and strict:
-        pytest.fail(problem + " (CI compares every smoke case)", pytrace=False)
-    if problem:
+        if strict:
+            pytest.fail(problem + " (CI compares every smoke case)", pytrace=False)
         pytest.skip(problem)
+    if other := platform_difference(baseline, record):
+        pytest.skip(f"{record.case_id}: not compared with the smoke baseline: {other}; to compare here, {fix}")
     moved = smoke_differences(baseline, record)
     assert not moved, (f"{record.case_id} seed {record.seed} moved from the committed smoke baseline (tolerance "
                        f"{tolerance_text()}): " + "; ".join(moved) + f". If the change is intended, {fix}.")

@@ -140,3 +140,19 @@ def test_each_break_fails_the_check(case, monkeypatch, name):
     broken = case.run(attention)
     moved = smoke_differences(case.baseline, broken)
     assert moved, f"{name}: the smoke regression check did not notice"
+
+
+def test_another_platform_skips_and_a_missing_entry_fails_in_ci():
+    from sarbench.regression import check_smoke_baseline, smoke_platform
+
+    class Rec:
+        case_id, seed, fingerprint, device = "vanilla[synthetic-AR-ce]", 0, "abc", "cpu"
+
+    here = smoke_platform("cpu")
+    entry = {"cases": {Rec.case_id: {"0": {"fingerprint": "abc", "values": {}}}}}
+    with pytest.raises(pytest.skip.Exception, match="another platform"):
+        check_smoke_baseline(Rec, {**entry, "platform": {**here, "cpu_capability": "OTHER"}}, strict=True)
+    with pytest.raises(pytest.fail.Exception, match="no smoke baseline"):
+        check_smoke_baseline(Rec, {"cases": {}, "platform": here}, strict=True)
+    with pytest.raises(pytest.skip.Exception, match="no smoke baseline"):
+        check_smoke_baseline(Rec, {"cases": {}, "platform": here}, strict=False)
