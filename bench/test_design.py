@@ -19,10 +19,10 @@ import math
 
 import pytest
 
-from sarbench.cases import PAPER_BAND, case_id
+from sarbench.cases import case_id
 from sarbench.data import is_paper_data
 from sarbench.paper import paper_cells
-from sarbench.regression import check_beats_most_popular, check_smoke_baseline
+from sarbench.regression import check_beats_most_popular, check_paper_band, check_smoke_baseline, direction_found
 from sarbench.significance import AE_BETTER, AR_BETTER, compare_records
 
 pytestmark = pytest.mark.design
@@ -70,9 +70,7 @@ def paper_band(record):
     cells = paper_cells("design")
     cells = cells[(cells.dataset == record.dataset) & (cells.variant == record.variant)
                   & (cells.attention == record.attention)]
-    outside = [f"{m}: ours {record.metrics[m]:.4f} vs paper {p:.4f} ({(record.metrics[m] - p) / p:+.1%})"
-               for m, p in zip(cells.metric, cells.value) if abs(record.metrics[m] - p) > PAPER_BAND * p]
-    assert not outside, f"{record.case_id}: outside the ±{PAPER_BAND:.0%} band: " + "; ".join(outside)
+    check_paper_band(record, dict(zip(cells.metric, cells.value)))
 
 
 def design(dataset, group, attention, bench, run):
@@ -90,10 +88,7 @@ def design(dataset, group, attention, bench, run):
 def direction(dataset, group, bench, run):
     runs = {a: [run(**_case(dataset, group, a, s)) for s in range(bench.seeds)] for a in ("AE", "AR")}
     cmp = compare_records(runs["AR"], runs["AE"], metric="N@10")
-    gain = "AE is 0" if cmp.mean_ae == 0 else f"{cmp.rel_gain_pct:+.1f}%"
-    found = (f"{dataset} {GROUPS[group][0]}: AR NDCG@10 {cmp.mean_ar:.4f} vs AE {cmp.mean_ae:.4f} ({gain}), "
-             f"p={cmp.p_value:.3g}, 95% CI of AR-AE [{cmp.ci_low:.4f}, {cmp.ci_high:.4f}], {cmp.n} users x "
-             f"{bench.seeds} seed(s): {cmp.verdict}")
+    found = direction_found(f"{dataset} {GROUPS[group][0]}", cmp, bench.seeds)
     if bench.scale.name != "paper":
         pytest.skip(f"smoke scale cannot judge the paper's direction claim; found {found}")
     paper = paper_cells("design")

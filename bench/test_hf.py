@@ -19,8 +19,8 @@ import math
 
 import pytest
 
-from sarbench.regression import check_beats_most_popular, check_smoke_baseline
-from sarbench.cases import PAPER_BAND, PAPER_DIRECTION
+from sarbench.regression import check_beats_most_popular, check_paper_band, check_smoke_baseline, direction_found
+from sarbench.cases import PAPER_DIRECTION
 from sarbench.data import is_paper_data
 from sarbench.paper import VARIANTS, paper_cells
 from sarbench.report import relative_gain
@@ -76,11 +76,7 @@ def check_case(record, bench):
         pytest.skip(f"{record.case_id}: data is not the paper's version; paper band not asserted "
                     f"(NDCG@10 {record.metrics['N@10']:.4f})")
     paper = _paper_values(record.dataset, record.variant, record.attention)
-    outside = [
-        f"{m}: ours {record.metrics[m]:.4f} vs paper {p:.4f} ({(record.metrics[m] - p) / p:+.1%})"
-        for m, p in paper.items() if abs(record.metrics[m] - p) > PAPER_BAND * p
-    ]
-    assert not outside, f"{record.case_id}: outside the ±{PAPER_BAND:.0%} band: " + "; ".join(outside)
+    check_paper_band(record, paper)
 
 
 def hf(dataset, model, attention, bench, run):
@@ -93,10 +89,7 @@ def direction(dataset, model, bench, run):
     runs = {a: [run(table="hf", dataset=dataset, design="vanilla", attention=a, seed=s, model=model)
                 for s in range(bench.seeds)] for a in ("AE", "AR")}
     cmp = compare_records(runs["AR"], runs["AE"], metric="N@10")
-    gain = "AE is 0" if cmp.mean_ae == 0 else f"{cmp.rel_gain_pct:+.1f}%"
-    found = (f"{dataset} {model}: AR NDCG@10 {cmp.mean_ar:.4f} vs AE {cmp.mean_ae:.4f} ({gain}), "
-             f"p={cmp.p_value:.3g}, 95% CI of AR-AE [{cmp.ci_low:.4f}, {cmp.ci_high:.4f}], "
-             f"{cmp.n} users x {bench.seeds} seed(s): {cmp.verdict}")
+    found = direction_found(f"{dataset} {model}", cmp, bench.seeds)
     if bench.scale.name != "paper":
         pytest.skip(f"smoke scale cannot judge the paper's direction claim; found {found}")
     claim, why = paper_claim(dataset, model)

@@ -552,8 +552,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .paper import VARIANTS
 
     table = "hf" if args.model in VARIANTS["hf"] else "vanilla" if args.design == "vanilla" else "design"
-    name = args.design if args.model == "sar" else args.model
-    name = args.study or f"{name}-{args.attention}"
+    name = args.study or f"{args.design if args.model == 'sar' else args.model}-{args.attention}"
 
     def on_epoch(row):
         valid = row.get("valid", {})

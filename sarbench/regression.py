@@ -293,3 +293,18 @@ def check_smoke_baseline(record, baseline: dict, *, updating: bool = False, stri
     moved = smoke_differences(baseline, record)
     assert not moved, (f"{record.case_id} seed {record.seed} moved from the committed smoke baseline (tolerance "
                        f"{tolerance_text()}): " + "; ".join(moved) + f". If the change is intended, {fix}.")
+
+
+def check_paper_band(record, paper: dict[str, float]) -> None:
+    """Assert every metric of ``record`` named in ``paper`` (metric -> the paper's value) lies within
+    the paper band (PAPER_BAND, relative)."""
+    outside = [f"{m}: ours {record.metrics[m]:.4f} vs paper {p:.4f} ({(record.metrics[m] - p) / p:+.1%})"
+               for m, p in paper.items() if abs(record.metrics[m] - p) > PAPER_BAND * p]
+    assert not outside, f"{record.case_id}: outside the ±{PAPER_BAND:.0%} band: " + "; ".join(outside)
+
+
+def direction_found(label: str, cmp, seeds: int) -> str:
+    """What a direction case found, in one sentence: AR vs AE on NDCG@10 with the paired test's verdict."""
+    gain = "AE is 0" if cmp.mean_ae == 0 else f"{cmp.rel_gain_pct:+.1f}%"
+    return (f"{label}: AR NDCG@10 {cmp.mean_ar:.4f} vs AE {cmp.mean_ae:.4f} ({gain}), p={cmp.p_value:.3g}, "
+            f"95% CI of AR-AE [{cmp.ci_low:.4f}, {cmp.ci_high:.4f}], {cmp.n} users x {seeds} seed(s): {cmp.verdict}")
