@@ -22,7 +22,7 @@ import pytest
 from sarbench.cases import case_id
 from sarbench.data import is_paper_data
 from sarbench.paper import paper_cells
-from sarbench.regression import check_beats_most_popular, check_paper_band, check_smoke_baseline, direction_found
+from sarbench.regression import check_beats_most_popular, check_paper_band, check_smoke_baseline, describe_direction
 from sarbench.significance import AE_BETTER, AR_BETTER, compare_records
 
 pytestmark = pytest.mark.design
@@ -88,7 +88,7 @@ def design(dataset, group, attention, bench, run):
 def direction(dataset, group, bench, run):
     runs = {a: [run(**_case(dataset, group, a, s)) for s in range(bench.seeds)] for a in ("AE", "AR")}
     cmp = compare_records(runs["AR"], runs["AE"], metric="N@10")
-    found = direction_found(f"{dataset} {GROUPS[group][0]}", cmp, bench.seeds)
+    found = describe_direction(f"{dataset} {GROUPS[group][0]}", cmp, bench.seeds)
     if bench.scale.name != "paper":
         pytest.skip(f"smoke scale cannot judge the paper's direction claim; found {found}")
     paper = paper_cells("design")

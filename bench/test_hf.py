@@ -19,7 +19,7 @@ import math
 
 import pytest
 
-from sarbench.regression import check_beats_most_popular, check_paper_band, check_smoke_baseline, direction_found
+from sarbench.regression import check_beats_most_popular, check_paper_band, check_smoke_baseline, describe_direction
 from sarbench.cases import PAPER_DIRECTION
 from sarbench.data import is_paper_data
 from sarbench.paper import VARIANTS, paper_cells
@@ -89,7 +89,7 @@ def direction(dataset, model, bench, run):
     runs = {a: [run(table="hf", dataset=dataset, design="vanilla", attention=a, seed=s, model=model)
                 for s in range(bench.seeds)] for a in ("AE", "AR")}
     cmp = compare_records(runs["AR"], runs["AE"], metric="N@10")
-    found = direction_found(f"{dataset} {model}", cmp, bench.seeds)
+    found = describe_direction(f"{dataset} {model}", cmp, bench.seeds)
     if bench.scale.name != "paper":
         pytest.skip(f"smoke scale cannot judge the paper's direction claim; found {found}")
     claim, why = paper_claim(dataset, model)

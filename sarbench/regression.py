@@ -303,7 +303,7 @@ def check_paper_band(record, paper: dict[str, float]) -> None:
     assert not outside, f"{record.case_id}: outside the ±{PAPER_BAND:.0%} band: " + "; ".join(outside)
 
 
-def direction_found(label: str, cmp, seeds: int) -> str:
+def describe_direction(label: str, cmp, seeds: int) -> str:
     """What a direction case found, in one sentence: AR vs AE on NDCG@10 with the paired test's verdict."""
     gain = "AE is 0" if cmp.mean_ae == 0 else f"{cmp.rel_gain_pct:+.1f}%"
     return (f"{label}: AR NDCG@10 {cmp.mean_ar:.4f} vs AE {cmp.mean_ae:.4f} ({gain}), p={cmp.p_value:.3g}, "
