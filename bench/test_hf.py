@@ -15,16 +15,12 @@ A plain ``pytest`` (CI) runs the synthetic dataset only; ``pytest bench -m hf`` 
 runs every dataset.
 """
 
-import math
-
 import pytest
 
-from sarbench.regression import check_beats_most_popular, check_paper_band, check_smoke_baseline, describe_direction
+from sarbench.regression import check_direction, check_paper_band, check_record
 from sarbench.cases import PAPER_DIRECTION
-from sarbench.data import is_paper_data
 from sarbench.paper import VARIANTS, paper_cells
 from sarbench.report import relative_gain
-from sarbench.significance import AE_BETTER, AR_BETTER, compare_records
 
 pytestmark = pytest.mark.hf
 
@@ -66,35 +62,20 @@ def paper_claim(dataset, model):
     return stated, ""
 
 
-def check_case(record, bench):
-    assert all(math.isfinite(v) for v in record.metrics.values()), f"non-finite metrics {record.metrics}"
-    check_beats_most_popular(record)
-    if bench.scale.name != "paper":
-        check_smoke_baseline(record, bench.baseline, updating=bench.update_baseline)
-        return
+def paper_band(record):
     if not record.extra.get("paper_version"):
         pytest.skip(f"{record.case_id}: data is not the paper's version; paper band not asserted "
                     f"(NDCG@10 {record.metrics['N@10']:.4f})")
-    paper = _paper_values(record.dataset, record.variant, record.attention)
-    check_paper_band(record, paper)
+    check_paper_band(record, _paper_values(record.dataset, record.variant, record.attention))
 
 
 def hf(dataset, model, attention, bench, run):
     for seed in range(bench.seeds):
         record = run(table="hf", dataset=dataset, design="vanilla", attention=attention, seed=seed, model=model)
-        check_case(record, bench)
+        check_record(record, bench, paper_band)
 
 
 def direction(dataset, model, bench, run):
     runs = {a: [run(table="hf", dataset=dataset, design="vanilla", attention=a, seed=s, model=model)
                 for s in range(bench.seeds)] for a in ("AE", "AR")}
-    cmp = compare_records(runs["AR"], runs["AE"], metric="N@10")
-    found = describe_direction(f"{dataset} {model}", cmp, bench.seeds)
-    if bench.scale.name != "paper":
-        pytest.skip(f"smoke scale cannot judge the paper's direction claim; found {found}")
-    claim, why = paper_claim(dataset, model)
-    if claim is None:
-        pytest.skip(f"{why}; found {found}")
-    expected = AR_BETTER if claim == "AR" else AE_BETTER
-    note = "" if is_paper_data(dataset, runs["AR"][0].fingerprint) else " (note: not the paper's version of the data)"
-    assert cmp.verdict == expected, f"paper: {claim} better on {dataset} with {model}; we found {found}{note}"
+    check_direction(f"{dataset} with {model}", runs, bench, *paper_claim(dataset, model))

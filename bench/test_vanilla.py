@@ -17,15 +17,11 @@ and every other registered model (``vanilla[<dataset>-<model>-AR-ce]``, e.g. GRU
 them in Table 4's report -- except Table 6's backbones, whose cases are in bench/test_hf.py.
 """
 
-import math
-
 import pytest
 
-from sarbench.regression import check_beats_most_popular, check_paper_band, check_smoke_baseline, describe_direction
+from sarbench.regression import check_direction, check_paper_band, check_record
 from sarbench.cases import PAPER_DIRECTION
-from sarbench.data import is_paper_data
 from sarbench.paper import VARIANTS, paper_cells
-from sarbench.significance import AE_BETTER, AR_BETTER, compare_records
 
 pytestmark = pytest.mark.vanilla
 
@@ -51,39 +47,20 @@ def _paper_values(dataset, attention):
     return dict(zip(cells.metric, cells.value))
 
 
-def check_case(record, bench):
-    assert all(math.isfinite(v) for v in record.metrics.values()), f"non-finite metrics {record.metrics}"
-    check_beats_most_popular(record)
-
-
-def check_regressions(record, bench):
-    if bench.scale.name != "paper":
-        check_smoke_baseline(record, bench.baseline, updating=bench.update_baseline)
-        return
+def paper_band(record):
     if not record.extra.get("paper_version"):
         pytest.skip(f"{record.case_id}: data is not the paper's version; paper band not asserted "
                     f"(NDCG@10 {record.metrics['N@10']:.4f})")
-    paper = _paper_values(record.dataset, record.attention)
-    check_paper_band(record, paper)
+    check_paper_band(record, _paper_values(record.dataset, record.attention))
 
 
 def vanilla(dataset, model, attention, bench, run):
     for seed in range(bench.seeds):
         record = run(table="vanilla", dataset=dataset, design="vanilla", attention=attention, seed=seed, model=model)
-        check_case(record, bench)
-        check_regressions(record, bench)
+        check_record(record, bench, paper_band)
 
 
 def direction(dataset, bench, run):
     runs = {a: [run(table="vanilla", dataset=dataset, design="vanilla", attention=a, seed=s)
                 for s in range(bench.seeds)] for a in ("AE", "AR")}
-    cmp = compare_records(runs["AR"], runs["AE"], metric="N@10")
-    found = describe_direction(dataset, cmp, bench.seeds)
-    if bench.scale.name != "paper":
-        pytest.skip(f"smoke scale cannot judge the paper's direction claim; found {found}")
-    claim = PAPER_DIRECTION.get(dataset)
-    if claim is None:
-        pytest.skip(f"the paper makes no claim on {dataset}; found {found}")
-    expected = AR_BETTER if claim == "AR" else AE_BETTER
-    note = "" if is_paper_data(dataset, runs["AR"][0].fingerprint) else " (note: not the paper's version of the data)"
-    assert cmp.verdict == expected, f"paper: {claim} better on {dataset}; we found {found}{note}"
+    check_direction(dataset, runs, bench, PAPER_DIRECTION.get(dataset), f"the paper makes no claim on {dataset}")

@@ -308,3 +308,43 @@ def describe_direction(label: str, cmp, seeds: int) -> str:
     gain = "AE is 0" if cmp.mean_ae == 0 else f"{cmp.rel_gain_pct:+.1f}%"
     return (f"{label}: AR NDCG@10 {cmp.mean_ar:.4f} vs AE {cmp.mean_ae:.4f} ({gain}), p={cmp.p_value:.3g}, "
             f"95% CI of AR-AE [{cmp.ci_low:.4f}, {cmp.ci_high:.4f}], {cmp.n} users x {seeds} seed(s): {cmp.verdict}")
+
+
+def check_record(record, bench, paper_band) -> None:
+    """The checks every bench case makes on each of its records.
+
+    Finite metrics and a significant win over most-popular on the same split; then, at smoke scale,
+    the comparison with the committed smoke baseline, and at paper scale ``paper_band(record)``: the
+    case's own comparison with the paper's cells, which skips with the reason where they do not apply.
+    """
+    import math
+
+    bad = {m: v for m, v in record.metrics.items() if not math.isfinite(v)}
+    assert not bad, f"{record.case_id} seed {record.seed}: non-finite metrics {bad}"
+    check_beats_most_popular(record)
+    if bench.scale.name != "paper":
+        check_smoke_baseline(record, bench.baseline, updating=bench.update_baseline)
+    else:
+        paper_band(record)
+
+
+def check_direction(label: str, runs: dict, bench, claim: str | None, why: str = "") -> None:
+    """A direction case: AR vs AE on NDCG@10 over ``runs`` ({"AR": records, "AE": records}, paired by
+    seed), asserted against ``claim`` ("AR", "AE") at paper scale. Smoke scale cannot judge the paper's
+    claim, and without a claim (``why`` says why) there is nothing to assert: both skip, saying what
+    was found."""
+    import pytest
+
+    from .data import is_paper_data
+    from .significance import AE_BETTER, AR_BETTER, compare_records
+
+    cmp = compare_records(runs["AR"], runs["AE"], metric="N@10")
+    found = describe_direction(label, cmp, bench.seeds)
+    if bench.scale.name != "paper":
+        pytest.skip(f"smoke scale cannot judge the paper's direction claim; found {found}")
+    if claim is None:
+        pytest.skip(f"{why}; found {found}")
+    first = runs["AR"][0]
+    note = "" if is_paper_data(first.dataset, first.fingerprint) else " (note: not the paper's version of the data)"
+    expected = AR_BETTER if claim == "AR" else AE_BETTER
+    assert cmp.verdict == expected, f"paper: {claim} better on {label}; we found {found}{note}"

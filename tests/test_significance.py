@@ -157,3 +157,33 @@ def test_records_are_aligned_by_user_index():
     ae = [rec("AE", 0, [2, 3, 4], **{"N@10": [0.0, 0.0, 0.9]})]  # user 1 and 4 are not shared
     res = compare_records(ar, ae, n_boot=50)
     assert res.n == 2 and res.mean_ar == pytest.approx((0.2 + 0.4) / 2) and res.mean_ae == 0.0
+
+
+def test_a_direction_case_asserts_the_claim_only_at_paper_scale():
+    from types import SimpleNamespace
+
+    from sarbench.regression import check_direction
+
+    rng = np.random.default_rng(0)
+    users = range(300)
+    high, low = rng.uniform(0.4, 0.6, 300), rng.uniform(0.0, 0.2, 300)
+    runs = {"AR": [rec("AR", 0, users, **{"N@10": list(high)})], "AE": [rec("AE", 0, users, **{"N@10": list(low)})]}
+    paper, smoke = (SimpleNamespace(scale=SimpleNamespace(name=n), seeds=1) for n in ("paper", "smoke"))
+    check_direction("synthetic", runs, paper, "AR")  # AR is clearly better: the claim holds
+    with pytest.raises(AssertionError, match="paper: AE better on synthetic; we found .*AR better"):
+        check_direction("synthetic", runs, paper, "AE")
+    with pytest.raises(pytest.skip.Exception, match="smoke scale cannot judge"):
+        check_direction("synthetic", runs, smoke, "AE")
+    with pytest.raises(pytest.skip.Exception, match="no claim here; found synthetic: AR NDCG@10 0.5"):
+        check_direction("synthetic", runs, paper, None, "no claim here")
+
+
+def test_a_record_with_a_non_finite_metric_fails_before_anything_else():
+    from types import SimpleNamespace
+
+    from sarbench.regression import check_record
+
+    bad = rec("AR", 0, [0, 1])
+    bad.metrics = {"N@10": float("nan"), "R@10": 0.5}
+    with pytest.raises(AssertionError, match=r"non-finite metrics \{'N@10': nan\}"):
+        check_record(bad, SimpleNamespace(scale=SimpleNamespace(name="paper")), lambda r: None)
