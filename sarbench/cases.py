@@ -31,7 +31,8 @@ from .evaluate import DEFAULT_RULES, evaluate
 from .models.interface import build_model, get_spec
 from .presets import preset
 from .smoke import smoke_subset, subset_for
-from .store import ResultRecord, ResultStore, make_key, make_record
+from .provenance import source_hash
+from .store import ResultRecord, ResultStore, code_version, make_key, make_record
 from .train import UNFINISHED, Trainer
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,7 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
         if found is not None and not (unfinished and ckpt is not None and ckpt.exists()):
             log.info("%s seed %d: reusing stored result %s", cid, seed, key)
             return found
+    code_version(), source_hash()  # taken now (then cached): the code that trains, not the checkout hours later
     split = ds.split()
     start = time.perf_counter()
     trainer = Trainer(model_cfg, train_cfg, split, checkpoint=ckpt)

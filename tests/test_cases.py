@@ -103,3 +103,31 @@ def test_interrupt_propagates_unless_caught(tmp_path, data, monkeypatch):
     monkeypatch.setattr(train.Trainer, "_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _run(data, ResultStore(tmp_path / "results"))
+
+
+def test_the_record_names_the_commit_that_trained_not_the_one_checked_out_at_the_end(tmp_path, data, monkeypatch):
+    import sarbench.store as store_module
+
+    commits = iter(["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
+    commit = {"now": next(commits)}
+
+    def fake_git(args, cwd):
+        if args[0] == "rev-parse":
+            return commit["now"]
+        return "" if args[0] == "status" else "sarbench/__init__.py"
+
+    monkeypatch.setattr(store_module, "_git", fake_git)
+    store_module.code_version.cache_clear()
+    fit = cases.Trainer.fit
+
+    def fit_then_commit(self, *a, **k):
+        out = fit(self, *a, **k)
+        commit["now"] = next(commits)  # the checkout moves on while the run trains
+        return out
+
+    monkeypatch.setattr(cases.Trainer, "fit", fit_then_commit)
+    try:
+        record = _run(data, ResultStore(tmp_path / "results"))
+    finally:
+        store_module.code_version.cache_clear()
+    assert record.code_version.endswith("+gaaaaaaaaaaaa"), record.code_version
