@@ -187,3 +187,17 @@ def test_a_record_with_a_non_finite_metric_fails_before_anything_else():
     bad.metrics = {"N@10": float("nan"), "R@10": 0.5}
     with pytest.raises(AssertionError, match=r"non-finite metrics \{'N@10': nan\}"):
         check_record(bad, SimpleNamespace(scale=SimpleNamespace(name="paper")), lambda r: None)
+
+
+def test_the_paper_band_holds_only_records_on_the_papers_data():
+    from sarbench.regression import check_paper_band
+
+    r = rec("AR", 0, [0, 1])
+    r.metrics = {"N@10": 0.100, "R@10": 0.200}
+    r.extra = {"paper_version": True}
+    check_paper_band(r, {"N@10": 0.105, "R@10": 0.190})  # within 10%
+    with pytest.raises(AssertionError, match=r"R@10: ours 0.2000 vs paper 0.1500 \(\+33.3%\)"):
+        check_paper_band(r, {"N@10": 0.105, "R@10": 0.150})
+    r.extra = {"paper_version": False}
+    with pytest.raises(pytest.skip.Exception, match="data is not the paper's version; paper band not asserted"):
+        check_paper_band(r, {"R@10": 0.150})
