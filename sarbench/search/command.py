@@ -9,14 +9,17 @@ from .defaults import (AUTHORS_EVAL_EVERY, AUTHORS_GRACE_PERIOD, AUTHORS_MAX_T, 
                        BEST_SCOPES, PRESETS_ENV, SCHEDULERS)
 from .spaces import SPACES, SpaceError, get_space, with_axes
 
+INTERRUPTED = 130  # exit status of an interrupted search or retrain (128 + SIGINT, as a shell reports Ctrl-C)
+
 DESCRIPTION = (
     "Search a named space (the paper's grids: " + ", ".join(SPACES) + ") or a JSON space file for one "
     "(dataset, design, attention) with Ray Tune: ASHA with the authors' settings (max_t 40 reports, grace period 5, "
     "reduction factor 2, one report every 5 epochs) or a plain grid. The metric is validation Recall@10 (the test "
     "split never reaches a trial); the best trial is the one with the best last reported value, as the authors chose. "
     "The best configuration is then trained from scratch as a normal case (record in --results) and written as a "
-    "preset file (--presets) that benchmark cases load by name. Run the same command again to resume an interrupted "
-    "search: finished trials are kept. Needs the tune extra: pip install 'sarbench[tune]'."
+    "preset file (--presets) that benchmark cases load by name. An interrupted search or retrain (Ctrl-C) writes no "
+    "preset and exits with status 130; run the same command again to resume it: finished trials are kept. Needs the "
+    "tune extra: pip install 'sarbench[tune]'."
 )
 
 
@@ -114,14 +117,26 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except (TuneUnavailable, SpaceError, SearchError) as exc:
         print(f"sarbench: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("sarbench tune: interrupted; no preset written. Run the same command again to resume the search "
+              "(finished trials are kept)", file=sys.stderr)
+        return INTERRUPTED
     outcome = result.outcome
     print(outcome.table())
     for note in outcome.notes:
         print(f"note: {note}")
     if not outcome.complete:
-        print(f"sarbench tune: the search was interrupted ({len(outcome.trials)} of {search.space.size} trials "
-              f"started); run the same command again to resume it (finished trials are kept)", file=sys.stderr)
-        return 1
+        ended = sum(t.status != "unfinished" for t in outcome.trials)
+        print(f"sarbench tune: the search was interrupted ({ended} of {search.space.size} trials ended); no preset "
+              f"written. Run the same command again to resume it (finished trials are kept, unfinished ones "
+              f"continue from their last report)", file=sys.stderr)
+        return INTERRUPTED
+    if result.interrupted:
+        rec = result.record
+        print(f"sarbench tune: the retrain of the best trial was interrupted after {rec.epochs} epochs; no preset "
+              f"written. Run the same command again to continue it from its checkpoint (the search is not rerun)",
+              file=sys.stderr)
+        return INTERRUPTED
     best = outcome.best
     print(f"best trial {best.trial_id}: " + ", ".join(f"{k}={v}" for k, v in best.point.items())
           + f" (last valid R@10 {best.last:.4f} after {best.epochs} epochs)")

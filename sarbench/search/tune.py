@@ -11,6 +11,9 @@ the authors ran it); this module writes no scheduler. What it adds:
   search (space, scheduler, protocol, data fingerprint, results version): running the same search
   again resumes it with ``Tuner.restore`` (finished trials are kept, unfinished ones continue from
   their last checkpoint, errored ones stay errored); another search never resumes into it;
+* an interrupted search (Ctrl-C, or Tune's stop signal SIGUSR1) is incomplete even where Tune's
+  results show every trial terminated: the trials still running in the saved state had not ended
+  (:func:`saved_unfinished`), and no best trial is chosen;
 * Ray's progress reporter trimmed to trial, grid values, epoch and validation Recall@10, and a
   summary table at the end.
 
@@ -31,6 +34,8 @@ import logging
 import math
 import os
 import re
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,6 +130,39 @@ def _console(progress: bool):
                 os.environ[key] = value
 
 
+@contextlib.contextmanager
+def _own_signal_handlers():
+    """Give back SIGINT and SIGUSR1 after ``Tuner.fit``: Tune installs its stop handlers and leaves them
+    in place, so without this a Ctrl-C during the retrain would be swallowed by a search that has ended."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {name: signal.getsignal(getattr(signal, name)) for name in ("SIGINT", "SIGUSR1") if hasattr(signal, name)}
+    try:
+        yield
+    finally:
+        for name, handler in before.items():
+            if handler is not None:
+                signal.signal(getattr(signal, name), handler)
+
+
+def saved_unfinished(path: str) -> set[str] | None:
+    """Ids of the trials that the experiment's saved state (what a resume starts from) holds as not ended.
+
+    Tune stops an interrupted search (Ctrl-C, SIGUSR1) by saving its state and then terminating the
+    running trials, so the ``ResultGrid`` of ``fit`` shows those trials as terminated like the ones
+    that ended; the saved state still has them running. None when the state cannot be read.
+    """
+    from ray.tune import ExperimentAnalysis
+
+    try:
+        trials = ExperimentAnalysis(path).trials
+    except Exception as exc:  # noqa: BLE001 - any failure to read the state means: do not trust the search
+        log.warning("cannot read the saved state of the search in %s (%s)", path, exc)
+        return None
+    return {str(t.trial_id) for t in trials if t.status not in ("TERMINATED", "ERROR")}
+
+
 def experiment_name(search: SearchConfig, fingerprint: str) -> str:
     """Folder name of a search: case, space, scheduler and the hash of everything that defines it."""
     space = re.sub(r"[^A-Za-z0-9_.-]+", "_", search.space.name)
@@ -179,8 +217,10 @@ def _reports(result) -> list[dict]:
     return [{k: (int(v) if k in ints else float(v)) for k, v in row.items()} for _, row in sorted(by_iteration.items())]
 
 
-def summarize(results, search: SearchConfig, complete: bool) -> list[TrialSummary]:
-    """A :class:`TrialSummary` per trial of a ``ResultGrid``, in the grid's order."""
+def summarize(results, search: SearchConfig, complete: bool, unfinished: set[str] | None = None) -> list[TrialSummary]:
+    """A :class:`TrialSummary` per trial of a ``ResultGrid``, in the grid's order. In an incomplete search,
+    ``unfinished`` holds the ids of the trials that had not ended (:func:`saved_unfinished`; None: unknown,
+    every trial short of max_t counts as unfinished)."""
     names = [k for k, _ in search.space.grid]
     out = []
     for result in results:
@@ -191,7 +231,8 @@ def summarize(results, search: SearchConfig, complete: bool) -> list[TrialSummar
         elif reports and reports[-1]["training_iteration"] >= search.max_t:
             status = "max_t"
         else:
-            status = "stopped" if complete else "unfinished"
+            ended = complete or (unfinished is not None and reports and trial_id not in unfinished)
+            status = "stopped" if ended else "unfinished"
         point = {k: result.config.get(k) for k in names}
         error = f"{type(result.error).__name__}: {result.error}".splitlines()[0] if result.error is not None else ""
         out.append(TrialSummary(trial_id, point, reports, status, error))
@@ -296,10 +337,12 @@ def run_search(search: SearchConfig, data: SequenceDataset, *, storage: str | os
                                       verbose=1 if progress else 0, callbacks=list(callbacks),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
         )
-    with _console(progress):
+    with _console(progress), _own_signal_handlers():
         results = tuner.fit()
-    complete = results.num_terminated + results.num_errors == len(results) == search.space.size
-    trials = summarize(results, search, complete)
+    unfinished = saved_unfinished(path)
+    complete = (unfinished == set()
+                and results.num_terminated + results.num_errors == len(results) == search.space.size)
+    trials = summarize(results, search, complete, unfinished)
     outcome = SearchOutcome(search=search, name=name, path=path, trials=trials, complete=complete,
                             fingerprint=fingerprint, ray_version=ray.__version__)
     if complete and any(t.reports for t in trials):

@@ -35,6 +35,7 @@ from ..cases import DESIGN_VARIANT, SCALES, DataCache, Scale, run_case
 from ..data import DATASETS, SequenceDataset
 from ..provenance import RESULTS_VERSION, source_hash
 from ..store import ResultRecord, ResultStore, code_version
+from ..train import UNFINISHED
 from .defaults import DEFAULT_PRESETS, METRIC, PRESETS_ENV
 from .spaces import SpaceError, check_overrides, split_overrides
 from .trial import SearchConfig, base_configs
@@ -180,6 +181,12 @@ class TuneResult:
     record: ResultRecord | None = None
     preset: Path | None = None
 
+    @property
+    def interrupted(self) -> bool:
+        """The search or the retrain did not finish (no preset was written; the same call resumes it)."""
+        unfinished_retrain = self.record is not None and (self.record.extra or {}).get("stopped") in UNFINISHED
+        return not self.outcome.complete or unfinished_retrain
+
 
 def tune_case(search: SearchConfig, *, results: str | os.PathLike = "results", data: DataCache | None = None,
               data_dir: str | os.PathLike | None = None, scale: Scale | None = None,
@@ -197,7 +204,8 @@ def tune_case(search: SearchConfig, *, results: str | os.PathLike = "results", d
         presets: the presets folder (see :func:`presets_dir`).
         storage: where Ray keeps the search; a path every node of a cluster sees (or a URI).
         retrain: False writes the preset without the retrained record.
-    Returns a :class:`TuneResult`; ``preset`` is None when the search was interrupted (run again to resume).
+    Returns a :class:`TuneResult`; ``preset`` is None when the search or the retrain was interrupted
+    (``interrupted``; run again to resume: finished trials are kept, the retrain continues from its checkpoint).
     """
     scale = scale or SCALES[search.scale]
     if scale.name != search.scale:
@@ -219,6 +227,8 @@ def tune_case(search: SearchConfig, *, results: str | os.PathLike = "results", d
                           train_overrides=train, variant=DESIGN_VARIANT.get(search.design, search.design),
                           tuned_preset=preset_name(search.dataset, search.design, search.attention),
                           catch_interrupt=True)
+        if record.extra.get("stopped") in UNFINISHED:  # a preset only from a retrain that finished
+            return TuneResult(outcome, record)
     path = write_preset(preset_document(outcome, ds, record, store), presets)
     return TuneResult(outcome, record, path)
 
