@@ -119,7 +119,8 @@ _rows = st.lists(st.lists(st.integers(0, 2**62), min_size=1, max_size=6), max_si
 def test_fast_path_reads_wellformed_text_like_reference(rows, sep, newline):
     text = newline.join(sep.join(map(str, r)) for r in rows)
     for fast_fn, slow_fn, ok in [(_pairs_fast, _pairs_slow, all(len(r) == 2 for r in rows)),
-                                 (_lines_fast, _lines_slow, all(len(r) >= 2 for r in rows))]:
+                                 (_lines_fast, _lines_slow, all(len(r) >= 2 for r in rows)
+                                  and len({r[0] for r in rows}) == len(rows))]:  # one line per user
         fast = fast_fn(text)
         slow = _outcome(slow_fn, Path("x.txt"), text)
         assert (fast is not None) == ok  # well-formed text takes the fast path, malformed does not
@@ -207,3 +208,20 @@ def test_reindex_keeps_first_appearance_user_order(tmp_path):
     ds = read_pairs(path)
     assert [ds.sequence(u).tolist() for u in range(ds.num_users)] == [[3, 2], [1]]
     assert np.array_equal(ds.offsets, [0, 2, 3])
+
+
+def test_lines_user_on_two_lines_is_an_error_naming_both_lines(tmp_path):
+    path = _write(tmp_path, "5 1 2\n6 3 4\n\n5 7\n")
+    with pytest.raises(DataFormatError, match="user 5 is on lines 1 and 4") as info:
+        read_lines(path)
+    assert f"{path}:4:" in str(info.value)
+
+
+def test_plain_text_named_gz_is_read_with_a_warning(tmp_path, caplog):
+    src = FIXTURES / "processed" / "pairs_tiny.txt"
+    fake = tmp_path / "pairs_tiny.txt.gz"
+    fake.write_bytes(src.read_bytes())  # plain text under a .gz name
+    with caplog.at_level("WARNING", logger="sarbench.data.readers"):
+        ds = read_pairs(fake)
+    assert ds.fingerprint() == read_pairs(src).fingerprint()
+    assert any(str(fake) in r.getMessage() and "not gzipped" in r.getMessage() for r in caplog.records)

@@ -108,6 +108,18 @@ def test_bad_declarations_name_the_file_and_key(tmp_path, toml, match):
         declared_datasets(tmp_path)
 
 
+def test_a_dataset_without_an_evaluable_user_fails_at_load_and_in_stats(tmp_path, capsys):
+    from sarbench.data import DataFormatError
+
+    (tmp_path / "d.txt").write_text("1 1 2\n2 3\n")  # users need 3 interactions to be evaluated
+    (tmp_path / "datasets.toml").write_text('[x]\nfile = "d.txt"\nformat = "lines"\n')
+    with pytest.raises(DataFormatError, match=r"d.txt \(dataset \[x\].*no user has 3 or more interactions"):
+        load_dataset("x", tmp_path)
+    assert cli.main(["data", "stats", "--data-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "x: unreadable;" in out and "no user has 3 or more interactions" in out
+
+
 def test_declared_checksum_and_paper_preprocessing(tmp_path):
     from sarbench.data import ChecksumError, file_sha256
 

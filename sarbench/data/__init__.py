@@ -17,7 +17,7 @@ from pathlib import Path
 from .declared import DECLARATIONS, DeclarationError, DeclaredDataset, declared_datasets, load_declared
 from .preprocess import preprocess as _preprocess  # not re-exported: the name is the submodule's
 from .raw import RAW_READERS, Interactions, read_raw
-from .readers import READERS, ChecksumError, DataFormatError, file_sha256, read_lines, read_pairs
+from .readers import READERS, ChecksumError, DataFormatError, check_evaluable, file_sha256, read_lines, read_pairs
 from .registry import (
     DATA_ENV,
     DATASETS,
@@ -84,7 +84,8 @@ def load_raw(name: str, path: str | os.PathLike) -> SequenceDataset:
     if info.raw is None:
         raise ValueError(f"dataset {name!r} has no raw source in the registry")
     interactions = read_raw(path, info.raw.format)
-    return _preprocess(interactions, name, min_count=5, iterate=False, item_order=info.raw.item_order)
+    out = _preprocess(interactions, name, min_count=5, iterate=False, item_order=info.raw.item_order)
+    return check_evaluable(out, f"{path} (dataset {name!r})")
 
 
 def dataset_names(folder: str | os.PathLike | None = None) -> list[str]:
@@ -140,7 +141,7 @@ def load_dataset(name: str, folder: str | os.PathLike | None = None, verify: boo
         if verify:
             raise ChecksumError(message + "; pass verify=False to load it anyway")
         log.warning(message)
-    return READERS[info.format](path, name=name)
+    return check_evaluable(READERS[info.format](path, name=name), f"{path} (dataset {name!r})")
 
 
 def dataset_paper_version(name: str, ds: SequenceDataset) -> tuple[bool | None, str]:
@@ -160,6 +161,7 @@ __all__ = [
     "DATA_ENV",
     "ChecksumError",
     "DataFormatError",
+    "check_evaluable",
     "DatasetInfo",
     "DatasetMissing",
     "DatasetStats",

@@ -18,7 +18,8 @@ band or direction is asserted for it and its report rows say so.
 
 A bad declaration fails when it is read, naming the file and the key: an unknown format, key or
 preprocessing, a missing file, a name that clashes with a paper dataset or ``synthetic``, a
-duplicate section or key, a wrong type.
+duplicate section or key, a wrong type. A dataset with no user of 3 or more interactions (none could
+be evaluated) fails when it is loaded, naming the file and the dataset.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .readers import READERS, ChecksumError, DataFormatError, file_sha256
+from .readers import READERS, ChecksumError, DataFormatError, check_evaluable, file_sha256
 from .registry import DATASETS
 
 DECLARATIONS = "datasets.toml"
@@ -121,10 +122,11 @@ def load_declared(ds: DeclaredDataset):
             raise ChecksumError(f"{ds.path}: sha256 {actual} differs from the {ds.sha256} declared for "
                                 f"[{ds.name}] in {ds.declared_in}")
     min_count = 5 if ds.preprocess == "paper" else 1
+    where = f"{ds.path} (dataset [{ds.name}] of {ds.declared_in})"
     if ds.format in READERS:
         data = READERS[ds.format](ds.path, name=ds.name)
         if ds.preprocess == "none":
-            return data
+            return check_evaluable(data, where)
         rows = [(u, int(i), t) for u in range(data.num_users) for t, i in enumerate(data.sequence(u))]
         interactions = Interactions.from_records(rows)
     else:
@@ -132,4 +134,4 @@ def load_declared(ds: DeclaredDataset):
     out = preprocess(interactions, ds.name, min_count=min_count, iterate=False)
     if out.num_users == 0:
         raise DataFormatError(f"{ds.path}: no user is left of [{ds.name}] after preprocessing")
-    return out
+    return check_evaluable(out, where)

@@ -8,7 +8,9 @@ keep the order of their first appearance in the file.
 Raw formats (MovieLens ratings.dat, Amazon ratings CSV, Yelp reviews JSON) live in ``raw.py`` and
 go through ``preprocess.py``.
 
-Every error names the file and, where it is about one line, the line number and its text.
+Every error names the file and, where it is about one line, the line number and its text. A user on
+two lines of a ``lines`` file is an error naming both lines (the format has one line per user). A
+file named ``*.gz`` that is not gzipped is read as text, with a logged warning naming it.
 
 Parsing has two paths that give the same result: a vectorised fast path (numpy) for well-formed
 files, and a line-by-line path that is also the reference and produces the precise error message.
@@ -21,12 +23,15 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import logging
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .sequences import SequenceDataset
+
+log = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -52,6 +57,8 @@ def open_text(path: Path):
         raise FileNotFoundError(f"data file not found: {path}")
     if is_gzip(path):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    if path.suffix.lower() == ".gz":
+        log.warning("%s: named .gz but not gzipped (no gzip header); reading it as plain text", path)
     return open(path, encoding="utf-8")
 
 
@@ -129,6 +136,21 @@ def _fast_tokens(text: str) -> tuple[np.ndarray, np.ndarray] | None:
     return values, token_line.astype(np.int64)
 
 
+MIN_EVAL_LENGTH = 3  # a user needs a train, a validation and a test item to be evaluated (sequences.py)
+
+
+def check_evaluable(ds: SequenceDataset, where: str) -> SequenceDataset:
+    """``ds``, or a DataFormatError naming ``where`` when no user is long enough to be evaluated."""
+    if not np.any(ds.lengths >= MIN_EVAL_LENGTH):
+        longest = int(ds.lengths.max()) if ds.num_users else 0
+        raise DataFormatError(
+            f"{where}: no user has {MIN_EVAL_LENGTH} or more interactions ({ds.num_users} user(s), the longest "
+            f"with {longest}), so none can be evaluated (leave-one-out keeps each user's last two items for "
+            "validation and test)"
+        )
+    return ds
+
+
 def _reindex(name: str, users: np.ndarray, items: np.ndarray, source: str) -> SequenceDataset:
     """Group interactions (already chronological within user) by user, items re-indexed 1..N."""
     if len(users) == 0:
@@ -188,6 +210,7 @@ def read_pairs(path, name: str | None = None) -> SequenceDataset:
 
 def _lines_slow(path: Path, text: str) -> tuple[np.ndarray, np.ndarray]:
     users, items = [], []
+    first_line: dict[int, int] = {}
     for lineno, line in enumerate(io.StringIO(text), 1):
         parts = line.split()
         if not parts:
@@ -195,6 +218,9 @@ def _lines_slow(path: Path, text: str) -> tuple[np.ndarray, np.ndarray]:
         if len(parts) < 2:
             raise DataFormatError(f"{path}:{lineno}: user {parts[0]!r} has no items in line {line.rstrip()!r}")
         user = _parse_int(parts[0], path, lineno, line)
+        if first_line.setdefault(user, lineno) != lineno:
+            raise DataFormatError(f"{path}:{lineno}: user {user} is on lines {first_line[user]} and {lineno}; "
+                                  "the lines format has one line per user (merge them, in time order)")
         seq = [_parse_int(t, path, lineno, line) for t in parts[1:]]
         users.extend([user] * len(seq))
         items.extend(seq)
@@ -211,7 +237,7 @@ def _lines_fast(text: str) -> tuple[np.ndarray, np.ndarray] | None:
     first = np.concatenate([[True], token_line[1:] != token_line[:-1]])  # first token of its line
     line_start = np.flatnonzero(first)
     per_line = np.diff(np.append(line_start, len(values)))
-    if np.any(per_line < 2):
+    if np.any(per_line < 2) or len(np.unique(values[line_start])) != len(line_start):  # a user on two lines
         return None
     users = np.repeat(values[line_start], per_line - 1)
     return users, values[~first]
