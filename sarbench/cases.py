@@ -179,6 +179,8 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
 
     A stored record of the same key is returned as it is, unless its run did not finish and its
     checkpoint is there: then training continues from the checkpoint and the record is replaced.
+    The case's claim in the store (``ResultStore.claim``) is held meanwhile, so another process
+    running the same case on the same results folder waits and then reuses this record.
     ``on_epoch`` and ``catch_interrupt`` are passed to :meth:`Trainer.fit`. ``tuned_preset`` names
     the tuned preset the overrides come from (``sarbench.search.tuned_case_kwargs``); the record
     keeps it in ``extra["tuned_preset"]`` so that reports can mark tuned rows.
@@ -197,59 +199,61 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
         config = {"model": asdict(model_cfg), "train": asdict(train_cfg), "model_name": model}
     key = make_key(cid, config, ds.fingerprint(), seed, scale.name)
     ckpt = (checkpoints / f"{key}.pt") if checkpoints else None
-    if not rerun:
-        found = store.find(key)
-        unfinished = found is not None and found.extra.get("stopped") in UNFINISHED
-        if found is not None and not (unfinished and ckpt is not None and ckpt.exists()):
-            log.info("%s seed %d: reusing stored result %s", cid, seed, key)
-            return found
-    code_version(), source_hash()  # taken now (then cached): the code that trains, not the checkout hours later
-    split = ds.split()
-    start = time.perf_counter()
-    trainer = Trainer(model_cfg, train_cfg, split, checkpoint=ckpt)
-    setup = time.perf_counter() - start
-    result = trainer.fit(resume=not rerun, on_epoch=on_epoch, catch_interrupt=catch_interrupt)
-    wall = setup + result.wall_time  # a resumed run counts the epochs of its earlier processes too
-    popular = evaluate(MostPopular(split.train), split, stage="test", max_len=model_cfg.max_len,
-                       exclude=DEFAULT_RULES)
-    test = result.test
-    rules = list(test.ranks_by_rule)
-    record = make_record(
-        case_id=cid, table=table, dataset=dataset, model=family,
-        attention=attention, loss=train_cfg.loss, config=config, fingerprint=ds.fingerprint(), seed=seed,
-        scale=scale.name, metrics=test.metrics, device=device,
-        variant=variant,
-        per_user={"users": test.users, "rank": test.ranks,
-                  **{f"rank_{rule}": r for rule, r in test.ranks_by_rule.items() if rule != test.exclusion}},
-        valid_metrics=result.best_valid, data_stats=ds.stats().as_dict(), wall_time_s=wall,
-        epochs=result.epochs,
-        extra={
-            "best_epoch": result.best_epoch,
-            "stopped": result.stopped,
-            "exclusion": test.exclusion,
-            "input_window": test.window,
-            "metrics_by_rule": test.metrics_by_rule,
-            "most_popular": popular.metrics,
-            "most_popular_by_rule": popular.metrics_by_rule,
-            "most_popular_per_user": {"users": popular.users.tolist(), "rank": popular.ranks.tolist(),
-                                      **{f"rank_{rule}": popular.ranks_by_rule[rule].tolist()
-                                         for rule in rules if rule != popular.exclusion}},
-            "epoch_seconds": [round(h["epoch_time"], 3) for h in result.history],
-            "epoch_loss": [h["loss"] for h in result.history],
-            "paper_version": is_paper_data(dataset, ds.fingerprint()),
-            "tie_rule": test.tie_rule,
-            "precision": "fp32" if torch.device(device).type != "cuda" else train_cfg.precision,
-            **({"tuned_preset": tuned_preset} if tuned_preset else {}),
-        },
-    )
-    weights = model_path(store, record.key)
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model_config": asdict(model_cfg), "model_name": model, "state_dict": trainer.model.state_dict()},
-               weights)
-    store.write(record)
-    if ckpt is not None and ckpt.exists() and result.stopped not in UNFINISHED:
-        ckpt.unlink()
-    return record
+    # Held from the look-up to the write: a second process on this results folder waits here, then reuses the record.
+    with store.claim(key, f"{cid} seed {seed}"):
+        if not rerun:
+            found = store.find(key)
+            unfinished = found is not None and found.extra.get("stopped") in UNFINISHED
+            if found is not None and not (unfinished and ckpt is not None and ckpt.exists()):
+                log.info("%s seed %d: reusing stored result %s", cid, seed, key)
+                return found
+        code_version(), source_hash()  # taken now (then cached): the code that trains, not the checkout hours later
+        split = ds.split()
+        start = time.perf_counter()
+        trainer = Trainer(model_cfg, train_cfg, split, checkpoint=ckpt)
+        setup = time.perf_counter() - start
+        result = trainer.fit(resume=not rerun, on_epoch=on_epoch, catch_interrupt=catch_interrupt)
+        wall = setup + result.wall_time  # a resumed run counts the epochs of its earlier processes too
+        popular = evaluate(MostPopular(split.train), split, stage="test", max_len=model_cfg.max_len,
+                           exclude=DEFAULT_RULES)
+        test = result.test
+        rules = list(test.ranks_by_rule)
+        record = make_record(
+            case_id=cid, table=table, dataset=dataset, model=family,
+            attention=attention, loss=train_cfg.loss, config=config, fingerprint=ds.fingerprint(), seed=seed,
+            scale=scale.name, metrics=test.metrics, device=device,
+            variant=variant,
+            per_user={"users": test.users, "rank": test.ranks,
+                      **{f"rank_{rule}": r for rule, r in test.ranks_by_rule.items() if rule != test.exclusion}},
+            valid_metrics=result.best_valid, data_stats=ds.stats().as_dict(), wall_time_s=wall,
+            epochs=result.epochs,
+            extra={
+                "best_epoch": result.best_epoch,
+                "stopped": result.stopped,
+                "exclusion": test.exclusion,
+                "input_window": test.window,
+                "metrics_by_rule": test.metrics_by_rule,
+                "most_popular": popular.metrics,
+                "most_popular_by_rule": popular.metrics_by_rule,
+                "most_popular_per_user": {"users": popular.users.tolist(), "rank": popular.ranks.tolist(),
+                                          **{f"rank_{rule}": popular.ranks_by_rule[rule].tolist()
+                                             for rule in rules if rule != popular.exclusion}},
+                "epoch_seconds": [round(h["epoch_time"], 3) for h in result.history],
+                "epoch_loss": [h["loss"] for h in result.history],
+                "paper_version": is_paper_data(dataset, ds.fingerprint()),
+                "tie_rule": test.tie_rule,
+                "precision": "fp32" if torch.device(device).type != "cuda" else train_cfg.precision,
+                **({"tuned_preset": tuned_preset} if tuned_preset else {}),
+            },
+        )
+        weights = model_path(store, record.key)
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model_config": asdict(model_cfg), "model_name": model, "state_dict": trainer.model.state_dict()},
+                   weights)
+        store.write(record)
+        if ckpt is not None and ckpt.exists() and result.stopped not in UNFINISHED:
+            ckpt.unlink()
+        return record
 
 
 def load_model(store: ResultStore, record: ResultRecord, device: str = "cpu"):

@@ -8,6 +8,13 @@ the writing process is killed. Files are named from the record's key, so process
 parallel (pytest-xdist) never write the same file unless they ran the very same case; if they do, the
 last complete write wins.
 
+**Claims.** Two processes on one results folder (two pytest runs, ``sarbench run`` beside ``pytest
+bench``) share the work: ``run_case`` holds :meth:`ResultStore.claim` on a case's key while it looks
+for the record and, if there is none, trains and writes it. The claim is an exclusive ``flock`` on
+``<results>/locks/<key>.lock``, so a second process asking for the same case waits, then finds the
+first one's record and reuses it; the kernel drops the lock of a process that dies, so a crash
+leaves nothing to clean up (the small lock files stay, and are reused).
+
 **The record key** decides whether a stored result can be reused instead of retraining. It is a hash
 of what determines the result: the case id, the configuration (the frozen dataclass as a dict,
 without run controls such as a time cap or a progress bar, ``RUN_CONTROLS``), the data
@@ -41,8 +48,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
+import fcntl
 import functools
 import hashlib
 import json
@@ -79,6 +88,7 @@ TABLES: tuple[str, ...] = ("vanilla", "design", "hf", "analysis")
 ATTENTIONS: tuple[str, ...] = ("AE", "AR")
 SCALES: tuple[str, ...] = ("smoke", "paper")
 SUFFIX = ".json"
+LOCKS = "locks"  # subfolder of the results folder holding the per-case claim files
 
 
 class RecordError(ValueError):
@@ -468,6 +478,25 @@ class ResultStore:
                           CorruptRecordWarning, stacklevel=3)
             return None
         return record
+
+    @contextlib.contextmanager
+    def claim(self, key: str, what: str = ""):
+        """Hold case ``key`` for this process (see "Claims" above); waits while another process holds it."""
+        if not re.fullmatch(r"[0-9a-f]+", key or ""):
+            raise ValueError(f"a record key is a hex string, got {key!r}")
+        path = self.folder / LOCKS / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.warning("%s: another process is running this case (%s); waiting for its record",
+                            what or key, path)
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def find(self, key: str) -> ResultRecord | None:
         """The stored record with this key, or None (also when that file is corrupt)."""
