@@ -27,7 +27,7 @@ import functools
 import hashlib
 from pathlib import Path
 
-RESULTS_VERSION = 2
+RESULTS_VERSION = 3
 
 # Modules whose code computes what a record holds, relative to the package folder.
 RESULT_SOURCES = (

@@ -376,7 +376,8 @@ class Trainer:
                                    exclude=(y, rows))
         else:
             neg = sample_negatives(pos, self.fields.num_items, self.cfg.num_negatives, generator=self.generator)
-        return sampled_loss(self.cfg.loss, hs.float(), w.float(), None if b is None else b.float(), pos, neg,
+        acc = torch.promote_types(hs.dtype, torch.float32)  # bf16 states: the loss in fp32
+        return sampled_loss(self.cfg.loss, hs.to(acc), w.to(acc), None if b is None else b.to(acc), pos, neg,
                             denominator=denominator)
 
     def train_epoch(self) -> float:

@@ -109,22 +109,35 @@ def test_padding_and_extra_columns_are_never_ranked(toy_split, extra_columns):
 
 def test_scorer_gets_last_items_left_aligned(toy_split):
     scorer = ByIdScorer()
-    evaluate(scorer, toy_split, stage="test", max_len=5)
+    evaluate(scorer, toy_split, stage="test", max_len=5, group_by_length=False)
     (hist, lengths), = scorer.calls
     assert hist.dtype == torch.int64 and lengths.dtype == torch.int64
     assert hist.tolist() == [[1, 2, 3, 4, 0], [6, 1, 3, 0, 0], [7, 8, 0, 0, 0]]
     assert lengths.tolist() == [4, 3, 2]
 
     scorer = ByIdScorer()
-    evaluate(scorer, toy_split, stage="test", max_len=2, batch_size=2)
+    evaluate(scorer, toy_split, stage="test", max_len=2, batch_size=2, group_by_length=False)
     assert [h.tolist() for h, _ in scorer.calls] == [[[3, 4], [1, 3]], [[7, 8]]]
     assert [n.tolist() for _, n in scorer.calls] == [[2, 2], [2]]
 
     scorer = ByIdScorer()
-    evaluate(scorer, toy_split, stage="valid", max_len=3)
+    evaluate(scorer, toy_split, stage="valid", max_len=3, group_by_length=False)
     (hist, lengths), = scorer.calls
     assert hist.tolist() == [[1, 2, 3], [6, 1, 0], [7, 0, 0]]
     assert lengths.tolist() == [3, 2, 1]
+
+
+def test_users_are_scored_in_length_order_and_reported_in_theirs(toy_split):
+    """By default the scorer sees users grouped by history length (shortest first); the result keeps
+    the users' own order, with the same ranks as scoring them in that order."""
+    scorer = ByIdScorer()
+    grouped = evaluate(scorer, toy_split, stage="test", max_len=5, batch_size=2)
+    assert [h.tolist() for h, _ in scorer.calls] == [[[7, 8, 0, 0, 0], [6, 1, 3, 0, 0]], [[1, 2, 3, 4, 0]]]
+    given = evaluate(ByIdScorer(), toy_split, stage="test", max_len=5, batch_size=2, group_by_length=False)
+    assert grouped.users.tolist() == given.users.tolist()
+    for rule in grouped.ranks_by_rule:
+        assert grouped.ranks_by_rule[rule].tolist() == given.ranks_by_rule[rule].tolist()
+    assert grouped.metrics_by_rule == given.metrics_by_rule
 
 
 def test_history_matrix_matches_split_histories():
@@ -344,3 +357,40 @@ def test_evaluate_on_cuda_matches_cpu():
     pop_cpu = evaluate(MostPopular(split.train), split)
     pop_gpu = evaluate(MostPopular(split.train), split, device="cuda")
     assert pop_gpu.ranks.tolist() == pop_cpu.ranks.tolist()
+
+
+@pytest.mark.parametrize("name", ["vanilla-AE", "vanilla-AR", "local-AE", "local-AR", "ssept-AE", "ssept-AR", "ce-AR"])
+def test_fast_scoring_path_gives_exactly_the_plain_metrics(name):
+    """Length-grouped batches, trimmed padding and the last block computed at the read position only
+    (the defaults) give every user the rank, hence every metric, of the plain path: users in their
+    own order, full-width histories, every position of every block."""
+    from dataclasses import replace
+
+    from sarbench.models.interface import SequentialRecommender
+    from sarbench.presets import preset
+    from sarbench.train import Trainer
+
+    torch.manual_seed(0)
+    split = make_synthetic(SyntheticConfig(num_users=120, num_items=50, min_length=3, max_length=40, seed=2)).split()
+    mc, tc = preset(name, "synthetic", split.dataset.num_items, split.dataset.num_users)
+    mc = replace(mc, hidden=16, layers=2, heads=2 if mc.local_heads else 1, max_len=20)
+    trainer = Trainer(mc, replace(tc, batch_size=32, max_epochs=1, progress=False), split)
+    trainer.train_epoch()  # scores that are not near-constant
+    model = trainer.model.eval()
+    for stage in ("valid", "test"):
+        fast = evaluate(model, split, stage=stage, max_len=mc.max_len, batch_size=16)
+        model.trim_padding = False
+        model.states_at = lambda items, pos, users=None: SequentialRecommender.states_at(model, items, pos, users)
+        plain = evaluate(model, split, stage=stage, max_len=mc.max_len, batch_size=16, group_by_length=False)
+        del model.states_at
+        model.trim_padding = True
+        for rule in plain.ranks_by_rule:
+            assert fast.ranks_by_rule[rule].tolist() == plain.ranks_by_rule[rule].tolist(), (stage, rule)
+        assert fast.metrics_by_rule == plain.metrics_by_rule
+    # the states themselves agree to float rounding
+    hist, lengths, _ = (torch.from_numpy(a) for a in history_matrix(split, "test", mc.max_len))
+    users = torch.from_numpy(split.eval_users) if model.uses_users else None
+    inputs, pos = model.eval_inputs(hist, lengths)
+    with torch.no_grad():
+        full = model.hidden_states(inputs, users)[torch.arange(len(pos)), pos]
+        torch.testing.assert_close(model.states_at(inputs, pos, users), full, rtol=1e-5, atol=1e-5)

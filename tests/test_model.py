@@ -285,32 +285,56 @@ def test_config_rejects_bad_values(kw, match):
 # --- the hand-written dropout paths -------------------------------------------------------------
 
 
-def test_keep_mask_is_exactly_u_at_least_t_for_every_byte_and_threshold():
-    """_keep_mask keeps a position exactly when its 7-bit random number u is >= t, for every t."""
+def test_keep_mask_decides_by_the_7_bit_number_and_refines_only_its_edge():
+    """_keep_mask drops every unit whose 7-bit number u is below floor(128 p), keeps every unit above
+    it, and draws again only for u == floor(128 p); at a multiple of 1/128 it is exactly u >= 128 p."""
     from sarbench.models.kernels import _keep_mask
 
     n = 4096  # 4,096 random bytes: every 7-bit value occurs (checked at the end)
-    for t in range(1, 128):
-        torch.manual_seed(t)
-        keep = _keep_mask((n,), t, "cpu")
-        torch.manual_seed(t)  # the same draw, read as plain bytes
+    for p in (1 / 128, 26 / 128, 0.5, 127 / 128, 0.2, 0.1, 0.33):
+        torch.manual_seed(7)
+        keep = _keep_mask((n,), p, "cpu")
+        torch.manual_seed(7)  # the same draw, read as plain bytes
         u = torch.empty((n + 7) // 8, dtype=torch.int64).random_().view(torch.uint8)[:n] & 127
-        assert keep.dtype == torch.uint8
-        assert torch.equal(keep.bool(), u >= t), t
+        t = int(p * 128)
+        assert keep.dtype == torch.uint8 and keep.shape == (n,)
+        assert torch.equal(keep.bool()[u != t], (u > t)[u != t]), p
+        if p * 128 == t:
+            assert torch.equal(keep.bool(), u >= t), p
     assert len(torch.unique(u)) == 128
 
 
-def test_byte_dropout_keeps_the_expectation():
+@pytest.mark.parametrize("p", [0.2, 0.1, 0.05, 0.5])
+def test_byte_dropout_drops_with_the_configured_probability(p):
+    """The dropped fraction is p itself, not p rounded to 1/128 (0.2 used to train as 26/128 = 0.203)."""
     from sarbench.models.kernels import dropout
 
     torch.manual_seed(0)
-    x = torch.ones(400_000, requires_grad=True)
-    y = dropout(x, 0.2, training=True)
+    n = 4_000_000
+    x = torch.ones(n, requires_grad=True)
+    y = dropout(x, p, training=True)
     dropped = (y == 0).double().mean().item()
-    assert abs(dropped - 26 / 128) < 0.003  # p rounded to 26/128
-    assert abs(y.double().mean().item() - 1.0) < 0.005
+    sigma = (p * (1 - p) / n) ** 0.5  # 2e-4 at p = 0.2
+    assert abs(dropped - p) < 5 * sigma
+    rounded = round(p * 128) / 128
+    if rounded != p:  # and far from the old rounding's share
+        assert abs(dropped - rounded) > 5 * sigma
+    assert abs(y.double().mean().item() - 1.0) < 10 * sigma / (1 - p)
     y.sum().backward()
     assert torch.equal(x.grad == 0, y == 0)
+
+
+def test_attention_dropout_drops_with_the_configured_probability():
+    """dropout_attention drops each attention probability with probability p (not p rounded to 1/128)."""
+    from sarbench.models.kernels import dropout_attention
+
+    torch.manual_seed(0)
+    B, L = 64, 250  # 4M probabilities: sigma of the dropped share 2e-4 at p = 0.2
+    q = torch.zeros(B, 1, L, 1, requires_grad=True)  # equal scores: every probability is 1/L
+    v = torch.ones(B, 1, L, 1)  # y sums each query's kept probabilities, times 1 / (1 - p)
+    y = dropout_attention(q, q, v, torch.zeros(1, 1, 1, L), 0.2)
+    dropped = 1 - (y * (1 - 0.2)).mean().item()
+    assert abs(dropped - 0.2) < 1e-3  # 26/128 = 0.2031 would fail
 
 
 @pytest.mark.parametrize("attention,heads,local", [("AR", 1, 0), ("AE", 1, 0), ("AE", 2, 0), ("AR", 2, 1), ("AE", 2, 2)])

@@ -2,13 +2,22 @@
 
 Tiny models of every kind (each design preset, AE and AR) train for two epochs on a tiny synthetic
 dataset; their per-epoch losses, trained weights and test metrics under both exclusion rules are
-compared with ``golden_results.json``, which was written for the current results version. Runs are
-deterministic on one torch build, so a refactor leaves them equal (within float noise), while a
-change to a mask, loss, optimiser, initialisation, data split or metric moves them. When that was
-intended:
+compared with ``golden_results.json``, which was written for the current results version. A change
+to a mask, loss, optimiser, initialisation, data split or metric moves them; a refactor does not.
+When the move was intended:
 
     1. bump RESULTS_VERSION in sarbench/provenance.py (stored records become stale, on purpose);
     2. python tests/test_results_version.py --update   (rewrites golden_results.json)
+
+The guard trains in float64 (the default dtype while it runs), so that it holds on any x86-64 CPU.
+In float32, what moves when only the floating-point kernels change (another instruction set for
+torch's kernels or MKL's, MKL's reproducibility mode, two threads instead of one) is as large as
+what the smallest real changes move: trained weights 2e-6 of their norm against 1.5e-6 for an
+embedding LayerNorm eps of 1e-5 instead of 1e-12 (reports/kernel_spread_golden.md, made by
+``python tools/kernel_spread.py golden``). In float64 the kernels move the losses by at most 2e-16
+and the weights by 7e-15 of their norm, while those changes still move the losses by 7e-8 and the
+weights by 1.5e-6. The tolerances below sit about four orders of magnitude from either side, and
+``test_a_kernel_level_perturbation_passes`` / ``test_the_guard_notices_a_small_change`` show both.
 
 A changed *configuration* (a preset now sets other values) needs no bump: the configuration is part
 of every record's key, so its old records are not reused anyway. The golden file keeps each case's
@@ -32,13 +41,26 @@ import torch
 GOLDEN = Path(__file__).with_name("golden_results.json")
 CASES = ["vanilla-AE", "vanilla-AR", "local-AE", "local-AR", "ssept-AE", "ssept-AR", "ce-AE", "bpr-AR", "bce-AE",
          "bce-AR"]
-LOSS_REL = 1e-4  # float noise of a refactor is ~1e-7; any change to what is computed moves far more
-PARAM_TOL = 1e-6  # on projections of the trained weights, relative to their norm (float noise: ~1e-8)
-METRIC_ABS = 0.02  # one of the ~60 evaluated users changing rank moves a metric by up to ~0.017
+# Measured in float64 (tools/kernel_spread.py): kernels move losses <= 2e-16 (relative) and weights <= 7e-15
+# (of their norm); the smallest deliberate changes move losses >= 7e-8 and weights >= 1.5e-6.
+LOSS_REL = 1e-12
+PARAM_TOL = 1e-10  # on projections of the trained weights, relative to their norm
+METRIC_ABS = 1e-9  # a rank flip (1/60 of a user) needs two scores within ~1e-10 of each other: the same model
 PROJECTIONS = 8
+DTYPE = torch.float64
 
 
-def golden_numbers(name: str) -> dict:
+def golden_numbers(name: str, dtype: torch.dtype = DTYPE) -> dict:
+    """The guard's numbers of one case, trained with ``dtype`` as the default dtype."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        return _golden_numbers(name)
+    finally:
+        torch.set_default_dtype(before)
+
+
+def _golden_numbers(name: str) -> dict:
     from sarbench.data import SyntheticConfig, make_synthetic
     from sarbench.presets import preset
     from sarbench.train import Trainer
@@ -124,6 +146,8 @@ SMALL_CHANGES = {  # changes of the kind this guard exists for, each smaller tha
     "optimiser eps 1e-6 -> 1e-8": lambda m, t: (m, replace(t, eps=1e-8)),
     "embedding LayerNorm eps 1e-12 -> 1e-5": lambda m, t: (replace(m, embedding_norm_eps=1e-5), t),
     "weight decay 0.1 -> 0.09": lambda m, t: (m, replace(t, weight_decay=0.09)),
+    "attention dropout 0.2 -> 26/128 (the old CPU rounding)": lambda m, t: (replace(m, attn_dropout=26 / 128), t),
+    "dropout 0.2 -> 0.19": lambda m, t: (replace(m, dropout=0.19), t),
 }
 
 
@@ -134,6 +158,57 @@ def test_the_guard_notices_a_small_change(golden, monkeypatch, change):
     real = presets.preset
     monkeypatch.setattr(presets, "preset", lambda *a, **kw: SMALL_CHANGES[change](*real(*a, **kw)))
     assert moved(golden_numbers("vanilla-AR"), golden["vanilla-AR"]), f"{change} went unnoticed"
+
+
+def test_the_guard_notices_a_mask_off_by_one(golden, monkeypatch):
+    """AR's causal mask letting each query see one key too far (the next item): a code change, not a preset's."""
+    import sarbench.models.sar as sar
+
+    real = sar.attention_mask
+
+    def off_by_one(items, attention, heads=1, window=0, local_heads=0):
+        if attention != "AR":
+            return real(items, attention, heads, window, local_heads)
+        i = torch.arange(items.shape[1])
+        return sar.Mask(items[:, None, None, :] & (i[None, :] <= i[:, None] + 1), causal=False)
+
+    monkeypatch.setattr(sar, "attention_mask", off_by_one)
+    assert moved(golden_numbers("vanilla-AR"), golden["vanilla-AR"]), "a mask off by one went unnoticed"
+
+
+# Kernel-level perturbations (each in a fresh process: torch picks its kernels when it loads). On a CPU
+# without AVX-512, ATEN_CPU_CAPABILITY=default still swaps torch's vectorised kernels for scalar ones.
+KERNEL_PERTURBATIONS = {
+    "torch's scalar kernels": {"ATEN_CPU_CAPABILITY": "default"},
+    "MKL's portable path": {"MKL_CBWR": "COMPATIBLE"},
+    "two threads": {"GOLDEN_THREADS": "2"},
+}
+_CHILD = """
+import json, os, sys, torch
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+threads = int(os.environ.get("GOLDEN_THREADS", "1"))
+real = torch.set_num_threads
+torch.set_num_threads = lambda n: real(threads)
+import test_results_version as guard
+print(json.dumps({name: guard.golden_numbers(name) for name in sys.argv[3:]}))
+"""
+
+
+@pytest.mark.parametrize("perturbation", list(KERNEL_PERTURBATIONS))
+def test_a_kernel_level_perturbation_passes(golden, perturbation):
+    """Other floating-point kernels, as on another CPU, move nothing beyond the guard's tolerances."""
+    import os
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, **KERNEL_PERTURBATIONS[perturbation]}
+    names = ["vanilla-AE", "ssept-AE", "local-AR"]
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(here), str(here.parent), *names], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    for name in names:
+        assert not moved(got[name], golden[name]), f"{perturbation}: {name}: " + "; ".join(moved(got[name], golden[name]))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ A model implements two methods and may override three:
         the output item embeddings of items 1..N: the score of item i at a position with state h
         is output_hidden(h) . W[i-1] (+ bias[i-1]). Trainer losses and evaluation use this.
     output_hidden(h) -> h'     map trunk states into the output space (default: identity)
+    states_at(items, pos)      the states at one position per row (default: hidden_states, then read)
     uses_users: bool           True when hidden_states needs user ids (the evaluation passes them)
     attention_maps(...)        post-softmax attention per layer, for the attention analysis
                                (only self-attentive models; others leave it out)
@@ -89,6 +90,7 @@ class SequentialRecommender(nn.Module):
     """Base class of sarbench models; see the module docstring for the contract."""
 
     uses_users: bool = False
+    trim_padding: bool = True  # score(): drop the padding columns no row of the batch uses
 
     def __init__(self, cfg):
         super().__init__()
@@ -105,6 +107,16 @@ class SequentialRecommender(nn.Module):
     # --- may override --------------------------------------------------------------------------------
     def output_hidden(self, h: torch.Tensor) -> torch.Tensor:
         return h
+
+    def states_at(self, items, pos, users=None) -> torch.Tensor:
+        """Hidden states (B, d) at one position per row, ``pos`` (B,): what scoring reads.
+
+        The default computes every position; a model may skip what the read rows do not need (the
+        self-attentive model computes its last block at the read rows only) as long as the numbers
+        are those of ``hidden_states`` at ``pos``.
+        """
+        h = self.hidden_states(items, users)
+        return h[torch.arange(len(h), device=h.device), pos]
 
     def attention_maps(self, histories, lengths, users=None):
         raise NotImplementedError(f"{type(self).__name__} exposes no attention maps")
@@ -138,10 +150,17 @@ class SequentialRecommender(nn.Module):
 
     @torch.no_grad()
     def score(self, histories, lengths, users=None):
-        """Scores (B, N + 1) for ids 0..N (column 0, padding, is -inf)."""
+        """Scores (B, N + 1) for ids 0..N (column 0, padding, is -inf).
+
+        Padding columns that no row uses are dropped first: with tail padding and positions counted
+        from the left they change no real position's output, and a batch of short histories (the
+        evaluation groups users by length) then costs what its items cost.
+        """
+        width = max(int(lengths.max()), 1) if len(lengths) else histories.shape[1]
+        if self.trim_padding and width < histories.shape[1]:
+            histories = histories[:, :width]
         inputs, pos = self.eval_inputs(histories, lengths)
-        h = self.hidden_states(inputs, users)
-        h = self.output_hidden(h[torch.arange(len(h), device=h.device), pos])  # (B, d_out)
+        h = self.output_hidden(self.states_at(inputs, pos, users))  # (B, d_out)
         w, b = self.output_weights()
         logits = h @ w.T
         if b is not None:

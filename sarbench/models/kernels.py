@@ -5,10 +5,13 @@ tests check values and gradients). sar.py calls them; a reader of the model can 
 
 Why they exist: on CPU, the attention probabilities (batch x heads x L x L; 40 MB per layer on
 ml-1m) dominate memory traffic. Composing torch ops makes about 14 passes over them per layer,
-forward and backward; ``dropout_attention`` makes 4 forward and 3 backward. Dropout masks come from
+forward and backward; ``dropout_attention`` makes 4 forward and 4 backward. Dropout masks come from
 random bytes with in-place integer ops, several times cheaper than torch's Bernoulli draw, and a
-uint8 factor multiplies faster than masked_fill. The price: a drop probability rounded to a
-multiple of 1/128 (0.2 -> 26/128 = 0.203; 0.5 exact), listed in the README's differences.
+uint8 factor multiplies faster than masked_fill. The drop probability is the configured one: a
+7-bit number u per unit decides all but the units with u equal to floor(128 p), and those (1 in
+128) get a float uniform draw of their own, so a unit is dropped with probability p to float32
+resolution, as torch's own dropout (tests/test_model.py measures it). Only public torch APIs are
+used.
 """
 
 from __future__ import annotations
@@ -20,31 +23,37 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def _drop_threshold(p: float) -> int:
-    """The drop probability as t/128 with t in 1..127, the resolution of ``_keep_mask``."""
-    return min(127, max(1, round(p * 128)))
+def _keep_mask(shape, p: float, device) -> torch.Tensor:
+    """uint8 0/1 mask, 0 with probability ``p`` (0 < p <= 1), from random bytes.
 
-
-def _keep_mask(shape, threshold: int, device) -> torch.Tensor:
-    """uint8 0/1 mask, 0 with probability threshold / 128, from random bytes.
-
-    Each int64 from the generator gives eight 7-bit uniform numbers u; keep = (u + 128 - t) >> 7
-    is 1 exactly when u >= t.
+    A unit's uniform number is U = (u + r) / 128 with u a 7-bit integer (eight of them from each
+    int64 the generator gives; its top bit is always 0, so each byte keeps 7 bits) and r in [0, 1).
+    It is dropped when U < p: when u < t = floor(128 p), or u == t and r < 128 p - t. Only the units
+    with u == t (1 in 128) need r, drawn for them alone as float uniforms.
     """
     n = math.prod(shape)
     bytes_ = torch.empty((n + 7) // 8, dtype=torch.int64, device=device).random_()
-    u = bytes_.view(torch.uint8)[:n].view(shape)
-    return u.bitwise_and_(127).add_(128 - threshold).bitwise_right_shift_(7)
+    u = bytes_.view(torch.uint8)[:n].bitwise_and_(127)
+    scaled = p * 128.0
+    t = int(math.floor(scaled))
+    frac = scaled - t
+    if frac == 0.0:  # p a multiple of 1/128: u decides alone
+        return u.ge(t).view(torch.uint8).view(shape)
+    keep = u.gt(t)
+    if t < 128:
+        edge = torch.nonzero(u.eq_(t)).squeeze(1)  # u is not read again: compare in place
+        keep[edge] = torch.rand(len(edge), device=device) >= frac
+    return keep.view(torch.uint8).view(shape)
 
 
 class _ByteDropout(torch.autograd.Function):
-    """Dropout with the mask of ``_keep_mask``; kept values are scaled by 1 / (1 - p_effective)."""
+    """Dropout with the mask of ``_keep_mask``; kept values are scaled by 1 / (1 - p)."""
 
     @staticmethod
-    def forward(ctx, x, threshold: int):
-        keep = _keep_mask(x.shape, threshold, x.device)
+    def forward(ctx, x, p: float):
+        keep = _keep_mask(x.shape, p, x.device)
         ctx.save_for_backward(keep)
-        ctx.scale = 128.0 / (128 - threshold)
+        ctx.scale = 1.0 / (1.0 - p)
         return (x * keep).mul_(ctx.scale)
 
     @staticmethod
@@ -57,9 +66,9 @@ def dropout(x, p: float, training: bool):
     """F.dropout, with the cheaper byte-mask variant on CPU (see _ByteDropout)."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or not x.requires_grad:
+    if x.device.type != "cpu" or not x.requires_grad or p >= 1.0:
         return F.dropout(x, p, training=True)
-    return _ByteDropout.apply(x, _drop_threshold(p))
+    return _ByteDropout.apply(x, p)
 
 
 class Dropout(nn.Module):
@@ -93,11 +102,11 @@ class _DropoutAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, threshold: int, scale: float):
+    def forward(ctx, q, k, v, bias, p: float, scale: float):
         probs = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale).softmax(dim=-1)
-        keep = _keep_mask(probs.shape, threshold, q.device)
+        keep = _keep_mask(probs.shape, p, q.device)
         kept = probs * keep
-        keep_scale = 128.0 / (128 - threshold)
+        keep_scale = 1.0 / (1.0 - p)
         ctx.save_for_backward(q, k, v, probs, kept, keep)
         ctx.scale, ctx.keep_scale = scale, keep_scale
         return torch.bmm(kept, v).mul_(keep_scale)
@@ -107,8 +116,9 @@ class _DropoutAttention(torch.autograd.Function):
         q, k, v, probs, kept, keep = ctx.saved_tensors
         grad_y = grad_y * ctx.keep_scale
         grad_v = torch.bmm(kept.transpose(1, 2), grad_y)
-        grad_kept = torch.bmm(grad_y, v.transpose(1, 2)) * keep
-        grad_scores = torch._softmax_backward_data(grad_kept, probs, -1, probs.dtype)
+        # softmax backward: d scores = probs * (g - sum(g * probs)), with g the gradient of the probabilities
+        grad_scores = torch.bmm(grad_y, v.transpose(1, 2)).mul_(keep).mul_(probs)
+        grad_scores.addcmul_(probs, grad_scores.sum(dim=-1, keepdim=True), value=-1.0)
         grad_q = torch.bmm(grad_scores, k).mul_(ctx.scale)
         grad_k = torch.bmm(grad_scores.transpose(1, 2), q).mul_(ctx.scale)
         return grad_q, grad_k, grad_v, None, None, None
@@ -117,15 +127,16 @@ class _DropoutAttention(torch.autograd.Function):
 def dropout_attention(q, k, v, bias, p: float):
     """Attention with dropout on the probabilities; q, k, v (B, H, L, hs), bias broadcastable to (B, H, L, L).
 
-    Same distribution as the composed ops: the drop probability is rounded to 1/128 like ``dropout``.
+    Same distribution as the composed ops (``dropout`` on the probabilities, then ``@ v``).
     """
     B, H, L, hs = q.shape
-    threshold = _drop_threshold(p)
+    if p >= 1.0:  # everything dropped, as F.dropout(p=1)
+        return torch.zeros_like(q)
     Lq = bias.shape[2]  # 1 when the bias does not vary over queries
     if bias.shape[0] == 1 and bias.shape[1] == 1:
         bias = bias.reshape(1, Lq, L)
     else:
         bias = bias.expand(B, H, Lq, L).reshape(B * H, Lq, L)
     y = _DropoutAttention.apply(q.reshape(B * H, L, hs), k.reshape(B * H, L, hs), v.reshape(B * H, L, hs),
-                                bias, threshold, 1.0 / math.sqrt(hs))
+                                bias, p, 1.0 / math.sqrt(hs))
     return y.view(B, H, L, hs)

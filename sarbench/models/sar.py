@@ -126,8 +126,10 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(cfg.hidden, cfg.hidden)
         self.attn_dropout = cfg.attn_dropout
 
-    def forward(self, x, mask: Mask, capture: list | None = None):
+    def forward(self, x, mask: Mask, capture: list | None = None, rows=None):
         B, L, D = x.shape
+        if rows is not None:  # only the queries at rows (B,), one per sequence: see Block.forward
+            return self._forward_rows(x, mask, rows)
         q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, H, L, hs)
         p = self.attn_dropout if self.training else 0.0
         if capture is not None:  # the analysis reads the probabilities: compute them explicitly
@@ -142,6 +144,18 @@ class SelfAttention(nn.Module):
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.allowed, dropout_p=p)
         return self.out(y.transpose(1, 2).reshape(B, L, D))
+
+    def _forward_rows(self, x, mask: Mask, rows):
+        """Attention output (B, 1, D) of the query at ``rows`` of each sequence; keys and values from all of x."""
+        B, L, D = x.shape
+        hs = D // self.heads
+        w, b = self.qkv.weight, self.qkv.bias
+        q = F.linear(x[torch.arange(B, device=x.device), rows][:, None], w[:D], b[:D])  # (B, 1, D)
+        k, v = F.linear(x, w[D:], b[D:]).view(B, L, 2, self.heads, hs).permute(2, 0, 3, 1, 4)
+        q = q.view(B, 1, self.heads, hs).transpose(1, 2)  # (B, H, 1, hs)
+        allowed = mask.allowed.expand(B, -1, L, L)[torch.arange(B, device=x.device), :, rows][:, :, None]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=0.0)  # (B, H, 1, hs)
+        return self.out(y.transpose(1, 2).reshape(B, 1, D))
 
 
 def _bias(mask: Mask, L: int, x: torch.Tensor) -> torch.Tensor:
@@ -176,17 +190,24 @@ class Block(nn.Module):
         # ModSAR drops inside the FFN and on the attention probabilities only, not on the branch outputs.
         self.attn_drop = nn.Identity() if cfg.ffn_inner_dropout else self.drop
 
-    def forward(self, x, mask: Mask, capture=None):
+    def forward(self, x, mask: Mask, capture=None, rows=None):
+        """x (B, L, d) -> (B, L, d); with ``rows`` (B,), only the output at those positions, (B, 1, d).
+
+        Every output position depends on the inputs at all positions only through attention's keys and
+        values, so a block whose output is read at one position per sequence (the last block, when
+        scoring) computes its residual, feed-forward and norms there alone.
+        """
+        at = (lambda t: t[torch.arange(len(t), device=t.device), rows][:, None]) if rows is not None else (lambda t: t)
         if self.norm_residual:  # SASRec / ModSAR: x~ = LN(x); x = x~ + f(x~)
             x = self.norm1(x)
-            x = x + self.attn_drop(self.attn(x, mask, capture))
+            x = at(x) + self.attn_drop(self.attn(x, mask, capture, rows))
             x = self.norm2(x)
             return x + self.drop(self.ffn(x))
         if self.norm_first:  # pre-LN: x + f(LN(x))
-            x = x + self.attn_drop(self.attn(self.norm1(x), mask, capture))
+            x = at(x) + self.attn_drop(self.attn(self.norm1(x), mask, capture, rows))
             return x + self.drop(self.ffn(self.norm2(x)))
         # BERT4Rec, post-LN: LN(x + f(x))
-        x = self.norm1(x + self.attn_drop(self.attn(x, mask, capture)))
+        x = self.norm1(at(x) + self.attn_drop(self.attn(x, mask, capture, rows)))
         return self.norm2(x + self.drop(self.ffn(x)))
 
 
@@ -228,10 +249,12 @@ class SelfAttentiveRecommender(SequentialRecommender):
         """Whether scoring needs user ids (SSE-PT); the evaluator passes them when True."""
         return self.user_emb is not None
 
-    def hidden_states(self, items, users=None, capture: list | None = None):
+    def hidden_states(self, items, users=None, capture: list | None = None, rows=None):
         """items (B, L) left-aligned ids -> hidden states (B, L, d) (before the output layer).
 
         ``capture``: a list that receives each layer's post-softmax attention (B, H, L, L).
+        ``rows`` (B,): return only the states at these positions, (B, d); the last block is then
+        computed at them alone (scoring reads one position per user).
         """
         cfg = self.cfg
         B, L = items.shape
@@ -245,9 +268,16 @@ class SelfAttentiveRecommender(SequentialRecommender):
         x = x + self.pos_emb.weight[:L]
         x = self.emb_drop(self.emb_norm(x))
         mask = attention_mask(items != 0, cfg.attention, cfg.heads, cfg.local_window, cfg.local_heads)
-        for block in self.blocks:
-            x = block(x, mask, capture)
+        for i, block in enumerate(self.blocks):
+            last = i == len(self.blocks) - 1
+            x = block(x, mask, capture, rows if last and capture is None else None)
+        if rows is not None:
+            x = x[:, 0] if capture is None else x[torch.arange(B, device=x.device), rows]
         return self.final_norm(x)
+
+    def states_at(self, items, pos, users=None):
+        """The states at ``pos`` (B,), with the last block computed at those positions only."""
+        return self.hidden_states(items, users, rows=pos)
 
     def output_hidden(self, h):
         """Map trunk states to the space of the (tied) output item embeddings.
