@@ -47,7 +47,9 @@ class BenchState:
     update_baseline: bool = False
     baseline: dict = field(default_factory=dict)
     baseline_dir: Path = Path("reports/baseline")
+    user_baseline: Path | None = None  # a smoke.json of the user's: their datasets' and models' cases
     ran_cases: list = field(default_factory=list)
+    checks: list = field(default_factory=list)  # what each case's checks found, in words (check_record)
 
 
 STATE = pytest.StashKey[BenchState]()
@@ -106,6 +108,9 @@ def pytest_addoption(parser):
                     help="stop each case's training after this many minutes of wall time, then test and store "
                          "its best state with stopped=time (a later run continues it from its checkpoint); a run "
                          "control, not part of the record key (default: no cap)")
+    group.addoption("--baseline-file", default=None, metavar="FILE",
+                    help="smoke baseline of your own datasets' and models' cases: their first run records it, "
+                         "later runs compare with it (default: <results>/baseline/smoke.json)")
     group.addoption("--update-baseline", action="store_true", default=False,
                     help="write this run's smoke results into the committed smoke baseline instead of "
                          "failing on moved numbers (default: compare)")
@@ -160,6 +165,7 @@ def bench_state(config) -> BenchState:
         update_baseline=config.getoption("--update-baseline"),
         baseline=load_smoke(config.rootpath / BASELINE_DIR),
         baseline_dir=config.rootpath / BASELINE_DIR,
+        user_baseline=Path(config.getoption("--baseline-file") or results / "baseline" / "smoke.json"),
     )
     return st
 
@@ -367,12 +373,17 @@ def append_epoch_line(path: Path, row: dict) -> None:
 
 
 def _update_baseline(st) -> None:
-    from .regression import update_smoke
+    from .smoke_baseline import is_own_case, update_smoke
 
     checked = [r for r in st.ran_cases if r.scale == "smoke"]  # every smoke case compares with it
-    if checked:
-        path = update_smoke(checked, st.baseline_dir)
-        log.warning("smoke baseline updated from %d case(s): %s", len(checked), path)
+    own = [r for r in checked if is_own_case(r)]
+    users = [r for r in checked if not is_own_case(r)]  # a user's datasets and models: their own file
+    if own:
+        path = update_smoke(own, st.baseline_dir)
+        log.warning("smoke baseline updated from %d case(s): %s", len(own), path)
+    if users and st.user_baseline is not None:
+        path = update_smoke(users, st.user_baseline.parent, st.user_baseline.name, spread={"cases": {}})
+        log.warning("your smoke baseline updated from %d case(s): %s", len(users), path)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -408,6 +419,10 @@ def _xdist_ran_cases(session) -> bool:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     st = config.stash.get(STATE, None)
+    if st is not None and st.checks:
+        terminalreporter.section("sarbench checks")
+        for line in st.checks:
+            terminalreporter.write_line(line)
     text = getattr(st, "summary", None) if st else None
     if text:
         terminalreporter.section("sarbench report")

@@ -201,3 +201,27 @@ def test_the_paper_band_holds_only_records_on_the_papers_data():
     r.extra = {"paper_version": False}
     with pytest.raises(pytest.skip.Exception, match="data is not the paper's version; paper band not asserted"):
         check_paper_band(r, {"R@10": 0.150})
+
+
+def _vs_popular(model_ndcg, pop_ndcg):
+    r = rec("AR", 0, range(len(model_ndcg)), **{"N@10": list(model_ndcg)})
+    r.extra = {"most_popular_per_user": {"users": list(range(len(pop_ndcg))), "N@10": list(pop_ndcg)}}
+    return r
+
+
+def test_beating_most_popular_is_asserted_as_far_as_the_data_can_tell():
+    """A clear win passes; no win on data large enough to show one fails; on data too small to show a
+    win (a user's small dataset) a run that is not worse passes and says why; a clear loss fails."""
+    from sarbench.regression import check_beats_most_popular, detectable_gain
+
+    rng = np.random.default_rng(1)
+    hit = lambda n, p: (rng.random(n) < p) * rng.uniform(0.3, 1.0, n)  # noqa: E731  (per-user NDCG@10)
+    assert check_beats_most_popular(_vs_popular(hit(2000, 0.3), hit(2000, 0.1))).startswith("beats most-popular")
+    with pytest.raises(AssertionError, match="not clearly better than most-popular"):
+        check_beats_most_popular(_vs_popular(hit(3000, 0.1), hit(3000, 0.1)))
+    small_model, small_pop = hit(60, 0.12), hit(60, 0.1)
+    said = check_beats_most_popular(_vs_popular(small_model, small_pop))
+    assert said.startswith("too few users to judge") and "60 users" in said
+    assert detectable_gain(small_model - small_pop) > 0.5 * small_pop.mean()
+    with pytest.raises(AssertionError, match="not clearly better"):
+        check_beats_most_popular(_vs_popular(np.zeros(60), hit(60, 0.9)))  # clearly worse, even on 60 users

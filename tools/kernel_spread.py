@@ -63,8 +63,8 @@ def _child_golden() -> None:
     print(json.dumps(out))
 
 
-def _run(env_extra: dict, args: list[str]) -> dict:
-    env = {**os.environ, **env_extra, "PYTHONPATH": str(ROOT)}
+def _run(env_extra: dict, args: list[str], base: dict | None = None) -> dict:
+    env = {**os.environ, **(base or {}), **env_extra, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"{args} under {env_extra} failed:\n{done.stderr[-3000:]}")
