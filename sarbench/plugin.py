@@ -4,7 +4,7 @@ Registered through the ``pytest11`` entry point, so any pytest run in an environ
 is installed knows the options below. It costs such runs nothing: this module imports only pytest,
 and the benchmark's state (torch, data, results store) is built the first time a benchmark case
 asks for it. From a source tree that is not installed, load it with ``-p sarbench.plugin`` (as
-``bench/gpu_check.sh`` does). Session state lives in ``config.stash``.
+``gpu_check/gpu_check.sh`` does). Session state lives in ``config.stash``.
 
 Tests marked ``gpu`` are skipped unless ``--gpu`` is given (and ``--gpu`` refuses to start without a
 CUDA device). Every case that trains appends one line per epoch to ``<results>/logs/<case>.log``,

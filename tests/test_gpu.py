@@ -1,7 +1,7 @@
 """The CUDA path: resume, precision, no host-device synchronisation in the loss, the plugin's GPU options.
 
 Tests marked ``gpu`` need a CUDA device and are skipped unless pytest runs with ``--gpu``
-(``bench/gpu_check.sh`` runs them first: ``pytest tests -m gpu --gpu``). The others run everywhere:
+(``gpu_check/gpu_check.sh`` runs them first: ``pytest tests -m gpu --gpu``). The others run everywhere:
 they check on the CPU what can be checked there (a checkpoint shaped like a CUDA run's, precision
 under autocast, the loss's sync-free path, the marker's skip and the time-cap option).
 """

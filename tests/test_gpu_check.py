@@ -1,7 +1,7 @@
-"""CPU rehearsal of bench/gpu_check.sh: the same script, end to end, as a bare GPU machine would run it.
+"""CPU rehearsal of gpu_check/gpu_check.sh: the same script, end to end, as a bare GPU machine would run it.
 
 The checkout is copied without ``.git`` into a folder with nothing beside it (no ``../shared``), its
-data folder is prepared by ``bench/prepare_gpu_data.py`` (video only), and the script runs with
+data folder is prepared by ``gpu_check/prepare_gpu_data.py`` (video only), and the script runs with
 ``GPU_CHECK_REHEARSAL=1``: the CPU instead of CUDA, video at smoke scale for one epoch per case,
 pip pointed at no index, no SARBENCH_DATA or PYTHONPATH from outside. What the script leaves in
 ``$OUT`` is then read back the way the GPU machine returns it (at most 8 files of 16 MiB, two
@@ -10,11 +10,14 @@ with SIGTERM in the middle of training: its trap must still return the archive. 
 data and without CUDA, must fail loudly.
 
 Needs git (to list the checkout's files and name its commit) and the video dataset in
-``$SARBENCH_DATA``; skipped otherwise. About a minute of CPU in all.
+``$SARBENCH_DATA``; skipped otherwise. About a minute of CPU in all. Two steps of
+``gpu_check/gpu_check_steps.py`` are also tested alone, without data: the weights archive kept
+within its size limit, and the summary's line for a case killed before its record.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -62,15 +65,60 @@ def machine_return(out: Path) -> tuple[list[str], list[str]]:
     return returned, left
 
 
-def test_the_fake_results_folder_refuses_a_ninth_file(tmp_path):
-    for i in range(9):
-        (tmp_path / f"f{i}.txt").write_text("x")
-    returned, left = machine_return(tmp_path)
-    assert len(returned) == 8 and left == ["f8.txt (a file beyond the first 8)"]
-    deep = tmp_path / "a" / "b" / "c"
-    deep.mkdir(parents=True)
-    (deep / "g.txt").write_text("x")
-    assert "a/b/c/g.txt (too deep)" in machine_return(tmp_path)[1]
+def _steps_module():
+    """gpu_check/gpu_check_steps.py, which the script runs by path (it is no package module)."""
+    spec = importlib.util.spec_from_file_location("gpu_check_steps", ROOT / "gpu_check" / "gpu_check_steps.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _record(dataset):
+    from sarbench.store import make_record
+
+    return make_record(case_id=f"vanilla[{dataset}-AR-ce]", table="vanilla", dataset=dataset, model="bert4rec",
+                       attention="AR", loss="ce", config={"d": 64}, fingerprint="0123456789abcdef", seed=0,
+                       scale="paper", metrics={"N@10": 0.1, "R@10": 0.2}, code_version="test",
+                       extra={"stopped": "time", "best_epoch": 3})
+
+
+def test_the_models_archive_packs_ml1m_first_then_the_smallest_within_the_limit(tmp_path):
+    from sarbench.store import ResultStore
+
+    steps = _steps_module()
+    results = tmp_path / "results"
+    store, sizes = ResultStore(results), {"beauty": 1, "video": 3, "yelp": 5, "ml-1m": 6}  # KiB
+    (results / "models").mkdir(parents=True)
+    names = {}
+    for dataset, kib in sizes.items():
+        record = _record(dataset)
+        store.write(record)
+        names[dataset] = f"{record.key}.pt"
+        (results / "models" / names[dataset]).write_bytes(bytes(kib * 1024))
+    archive = tmp_path / "models.tar.gz"
+    lines = steps.pack_models(results, str(archive), limit_mib=10.5 / 1024)  # room for 10.5 KiB
+    with tarfile.open(archive) as tar:
+        packed = tar.getnames()
+    # ml-1m first whatever its size, then the smallest while they fit: 6 + 1 + 3 KiB; yelp's 5 would not
+    assert packed == [f"results/models/{names[d]}" for d in ("ml-1m", "beauty", "video")]
+    assert not (tmp_path / "models.tar.gz.part").exists()
+    assert [line.split(" ")[0] for line in lines] == ["packed", "packed", "packed", "left"]
+    assert lines[-1].startswith(f"left out {names['yelp']} (yelp,") and "over the" in lines[-1]
+
+
+def test_the_summary_names_a_case_killed_before_its_record(tmp_path):
+    from sarbench.store import ResultStore
+
+    steps = _steps_module()
+    results = tmp_path / "results"
+    ResultStore(results).write(_record("ml-1m"))
+    (results / "logs").mkdir()
+    (results / "logs" / "vanilla_ml-1m-vanilla-AR.s0.log").write_text("2025 epoch 1 loss 8.1\n")
+    (results / "logs" / "vanilla_beauty-vanilla-AE.s0.log").write_text("2025 epoch 1 loss 9.0\n2025 epoch 2 loss 8.7\n")
+    lines = steps.case_lines(results)
+    assert len(lines) == 2 and lines[0].startswith("  vanilla[ml-1m-AR-ce] seed 0 on cpu:")
+    assert "stopped=time" in lines[0] and "N@10 0.1000 (paper 0.1738)" in lines[0]
+    assert lines[1] == "  vanilla_beauty-vanilla-AE: NO RECORD (stopped before the case finished); last: epoch 2 loss 8.7"
 
 
 # --- the rehearsal ------------------------------------------------------------------------------------
@@ -111,7 +159,7 @@ def machine(tmp_path_factory):
     base = tmp_path_factory.mktemp("machine")
     checkout = base / "sarbench"  # nothing beside it: no ../shared
     _copy_checkout(checkout)
-    prep = subprocess.run([sys.executable, "bench/prepare_gpu_data.py", "--datasets", "video", "--allow-dirty",
+    prep = subprocess.run([sys.executable, "gpu_check/prepare_gpu_data.py", "--datasets", "video", "--allow-dirty",
                            "--dest", str(checkout / ".gpu-data")], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert prep.returncode == 0, prep.stderr
@@ -138,7 +186,7 @@ def test_the_cpu_rehearsal_returns_records_report_and_logs(machine, tmp_path):
     checkout, commit = machine
     out, work = tmp_path / "out", tmp_path / "work"
     start = time.monotonic()
-    run = subprocess.run(["bash", "bench/gpu_check.sh"], cwd=checkout, capture_output=True, text=True,
+    run = subprocess.run(["bash", "gpu_check/gpu_check.sh"], cwd=checkout, capture_output=True, text=True,
                          timeout=SCRIPT_TIMEOUT,
                          env=_script_env(GPU_CHECK_REHEARSAL="1", OUT=str(out), GPU_CHECK_WORK=str(work)))
     seconds = time.monotonic() - start
@@ -194,7 +242,7 @@ def test_a_rehearsal_stopped_by_sigterm_still_returns_its_archive(machine, tmp_p
     out, work = tmp_path / "out", tmp_path / "work"
     env = _script_env(GPU_CHECK_REHEARSAL="1", GPU_CHECK_PREFLIGHT="0", GPU_CHECK_CASE_MINUTES="5", GPU_CHECK_WORKERS="1",
                       OUT=str(out), GPU_CHECK_WORK=str(work))
-    proc = subprocess.Popen(["bash", "bench/gpu_check.sh"], cwd=checkout, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(["bash", "gpu_check/gpu_check.sh"], cwd=checkout, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         epoch_logs = work / "results" / "logs"
@@ -219,7 +267,7 @@ def test_no_cuda_and_no_data_fail_loudly(machine, tmp_path):
     bare = tmp_path / "sarbench"
     shutil.copytree(checkout, bare, ignore=shutil.ignore_patterns(".gpu-data"))
     out = tmp_path / "out"
-    run = subprocess.run(["bash", "bench/gpu_check.sh"], cwd=bare, capture_output=True, text=True, timeout=300,
+    run = subprocess.run(["bash", "gpu_check/gpu_check.sh"], cwd=bare, capture_output=True, text=True, timeout=300,
                          env=_script_env(OUT=str(out), GPU_CHECK_WORK=str(tmp_path / "work")))
     assert run.returncode == 1
     assert "FAILED: no CUDA device" in run.stderr and "FAILED: dataset ml-1m" in run.stderr, run.stderr

@@ -1,8 +1,8 @@
-"""The Python steps of bench/gpu_check.sh: environment check, kill-and-resume, weights archive and summary.
+"""The Python steps of gpu_check/gpu_check.sh: environment check, kill-and-resume, weights archive and summary.
 
-    python bench/gpu_check_steps.py env --datasets ml-1m ... [--require-cuda]
-    python bench/gpu_check_steps.py resume --device cuda --dataset synthetic --results DIR
-    python bench/gpu_check_steps.py summary --work DIR [--models-archive FILE --limit-mib 15]
+    python gpu_check/gpu_check_steps.py env --datasets ml-1m ... [--require-cuda]
+    python gpu_check/gpu_check_steps.py resume --device cuda --dataset synthetic --results DIR
+    python gpu_check/gpu_check_steps.py summary --work DIR [--models-archive FILE --limit-mib 15]
 
 Each prints what it found; a non-zero exit status means the step failed, with the reason on stderr.
 Run from the checkout root with the checkout on PYTHONPATH (the script does both).
@@ -58,7 +58,7 @@ def cmd_env(args) -> int:
     for problem in problems:
         print(f"gpu_check: FAILED: {problem}", file=sys.stderr)
     if any(p.startswith("dataset") for p in problems):
-        print("gpu_check: prepare the data before sending the checkout: `python bench/prepare_gpu_data.py` "
+        print("gpu_check: prepare the data before sending the checkout: `python gpu_check/prepare_gpu_data.py` "
               "(with SARBENCH_DATA set), and send the .gpu-data folder along", file=sys.stderr)
     return 1 if problems else 0
 

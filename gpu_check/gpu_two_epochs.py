@@ -1,9 +1,9 @@
-"""Preflight of bench/gpu_check.sh: two epochs of AE and AR through the plugin, on the device --gpu selects.
+"""Preflight of gpu_check/gpu_check.sh: two epochs of AE and AR through the plugin, on the device --gpu selects.
 
-Not collected by a plain ``pytest`` (the file name matches neither ``test_*.py`` nor ``bench_*.py``);
-the script runs it by path:
+Not collected by a plain ``pytest`` (its folder is not in pytest.ini's ``testpaths``, and its name matches
+neither ``test_*.py`` nor ``bench_*.py``); the script runs it by path:
 
-    pytest bench/gpu_two_epochs.py --gpu --results DIR
+    pytest gpu_check/gpu_two_epochs.py --gpu --results DIR
 
 It checks the CUDA path end to end in seconds (device placement, masking and dropout on the device,
 the loss, the optimiser, validation and test ranking, the record naming the GPU) before the long

@@ -1,9 +1,9 @@
 """Prepare the folder that travels with this checkout to a GPU machine: verified datasets and the commit.
 
-    python bench/prepare_gpu_data.py                 # all five datasets from $SARBENCH_DATA -> .gpu-data/
-    python bench/prepare_gpu_data.py --datasets ml-1m video --data-dir DIR --dest DEST
+    python gpu_check/prepare_gpu_data.py             # all five datasets from $SARBENCH_DATA -> .gpu-data/
+    python gpu_check/prepare_gpu_data.py --datasets ml-1m video --data-dir DIR --dest DEST
 
-``bench/gpu_check.sh`` runs on a machine that receives the working tree and nothing else: no ``.git``,
+``gpu_check/gpu_check.sh`` runs on a machine that receives the working tree and nothing else: no ``.git``,
 no data folder beside the checkout, no network. This command copies what it needs into ``.gpu-data/``
 inside the checkout (ignored by git, never committed; send it along with the checkout):
 

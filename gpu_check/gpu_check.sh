@@ -5,9 +5,9 @@
 #
 # Built for a bare machine without network that receives only this working tree (no .git, nothing
 # beside it). Before sending the checkout, prepare the data folder that travels inside it:
-#     SARBENCH_DATA=/path/to/data python bench/prepare_gpu_data.py    # -> .gpu-data/ (ignored by git)
+#     SARBENCH_DATA=/path/to/data python gpu_check/prepare_gpu_data.py  # -> .gpu-data/ (ignored by git)
 # Then, on the GPU machine:
-#     OUT=/folder/for/results bash bench/gpu_check.sh
+#     OUT=/folder/for/results bash gpu_check/gpu_check.sh
 # It writes three files into $OUT (default: gpu-check-out/ in the checkout):
 #     gpu-check.tar.gz         records, report, per-epoch logs, step logs, preflight results, summary
 #     gpu-check-models.tar.gz  best weights of the finished cases, ml-1m first, up to 15 MiB
@@ -172,7 +172,7 @@ start_packer() {
 stop_packer() { [ -n "$PACKER" ] && kill "$PACKER" 2>/dev/null; wait "$PACKER" 2>/dev/null; PACKER=""; }
 
 write_summary() {  # and the weights archive
-  if ! timeout 60 "$PY" bench/gpu_check_steps.py summary --work "$WORK" --limit-mib 15 \
+  if ! timeout 60 "$PY" gpu_check/gpu_check_steps.py summary --work "$WORK" --limit-mib 15 \
        --models-archive "$OUT/gpu-check-models.tar.gz" > "$WORK/logs/summary.log" 2>&1; then
     { echo "GPU check summary (the summary step failed: see logs/summary.log)"; echo "steps:"
       sed 's/^/  /' "$WORK/steps.tsv" 2>/dev/null; } > "$WORK/summary.txt"
@@ -227,7 +227,7 @@ start_packer
 # --- the environment and the data: a loud failure, never an all-skip
 REQUIRE=(); [ "$REHEARSAL" = 1 ] || REQUIRE=(--require-cuda)
 { command -v nvidia-smi > /dev/null && timeout 20 nvidia-smi; } > "$WORK/logs/nvidia-smi.log" 2>&1
-if ! run_step env "$(fit 60 "$FINISH_S")" "$PY" bench/gpu_check_steps.py env --datasets "${DATASETS[@]}" "${REQUIRE[@]}"; then
+if ! run_step env "$(fit 60 "$FINISH_S")" "$PY" gpu_check/gpu_check_steps.py env --datasets "${DATASETS[@]}" "${REQUIRE[@]}"; then
   sed -n '/FAILED/,$p' "$WORK/logs/env.log" >&2
   echo "environment check failed: see logs/env.log" > "$WORK/stopped_by.txt"
   finish failed
@@ -241,13 +241,13 @@ if [ "${GPU_CHECK_PREFLIGHT:-1}" != 0 ]; then
   run_step preflight-unit "$(fit_preflight $((60 * SLOW)))" "${PYTEST[@]}" "${UNIT_TESTS[@]}" -m gpu "${DEVICE_FLAG[@]}" \
     --continue-on-collection-errors -q -rA \
     || FAILED+=(preflight-unit)
-  run_step preflight-two-epochs "$(fit_preflight $((60 * SLOW)))" "${PYTEST[@]}" bench/gpu_two_epochs.py "${DEVICE_FLAG[@]}" \
+  run_step preflight-two-epochs "$(fit_preflight $((60 * SLOW)))" "${PYTEST[@]}" gpu_check/gpu_two_epochs.py "${DEVICE_FLAG[@]}" \
     --results "$WORK/preflight/results" --report-dir "$WORK/preflight/report" -q -rA
   rc=$?
   # a crash or a failed check here would break every case alike: skip them and return in a minute
   # (a step that only ran out of time says nothing of the kind)
   if [ "$rc" -ne 0 ]; then FAILED+=(preflight-two-epochs); case $rc in 124|125|137) ;; *) BROKEN=1 ;; esac; fi
-  run_step preflight-resume "$(fit_preflight $((90 * SLOW)))" "$PY" bench/gpu_check_steps.py resume --device "$DEVICE" \
+  run_step preflight-resume "$(fit_preflight $((90 * SLOW)))" "$PY" gpu_check/gpu_check_steps.py resume --device "$DEVICE" \
     --dataset "$PREFLIGHT_DATASET" --results "$WORK/preflight/resume" --timeout $((85 * SLOW)) \
     || FAILED+=(preflight-resume)
   run_step preflight-speed "$(fit_preflight $((60 * SLOW)))" "$PY" tools/epoch_speed.py --device "$DEVICE" \
