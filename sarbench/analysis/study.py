@@ -17,15 +17,15 @@ Per (user, layer, head) matrix:
 - **sparsity**: :func:`sarbench.analysis.attention_sparsity` (L1/L2, Eq. 5; smaller = sparser);
 - **rank**: :func:`sarbench.analysis.attention_rank` (noise-based hard threshold, Eqs. 7-9) with
   ``sigma = SIGMA = 1e-4`` and the paper's threshold. The paper does not give its sigma; 1e-4 is the
-  value analysis.py shows to keep the threshold above the noise bulk for every block up to 200 x 200,
-  so ``k`` counts structure, not noise;
+  value reports/math_findings.md (section 2) shows to keep the threshold above the noise bulk for every
+  block up to 200 x 200, so ``k`` counts structure, not noise;
 - **distance**: the mean attention distance, ``(1/n) sum_i sum_j A_ij |i - j|``, the expected
   distance between a query and the key it attends to, averaged over the real query rows. It is a
   direct locality measure (small = local), used for Figure 5;
 - the sorted **singular values** of the cropped matrix (the first :data:`SPECTRUM_K`), averaged
   over users, for Figure 3.
 
-The table values are the means over all matrices (``aggregate="matrix"``, analysis.py's default):
+The table values are the means over all matrices (``aggregate="matrix"``, measures.py's default):
 every user, layer and head counts once.
 
 **Mask-only reference.** Both measures depend on the mask alone, before any learning: a row-
@@ -159,7 +159,7 @@ def select_users(n_eval: int, max_users: int = MAX_USERS, seed: int = 0) -> np.n
 
 
 def capture_attention(model, histories, lengths) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
-    """Post-softmax attention of a batch of evaluation inputs, in the layout analysis.py expects.
+    """Post-softmax attention of a batch of evaluation inputs, in the layout the measures (measures.py) expect.
 
     Args:
         model: a :class:`~sarbench.models.sar.SelfAttentiveRecommender`.
@@ -193,7 +193,7 @@ def attention_distance(attn, length, aggregate: str = "matrix"):
 
     The expected distance from a query to the key it attends to, averaged over the ``n`` real query
     rows (for a row-stochastic block). 0 for a diagonal matrix, ``(n^2 - 1) / (3n)`` for the
-    uniform bidirectional one. Padded rows and columns are left out, as in analysis.py.
+    uniform bidirectional one. Padded rows and columns are left out, as in measures.py.
 
     Args:
         attn: ``(layers, heads, L, L)`` or ``(users, layers, heads, L, L)``.
@@ -405,7 +405,7 @@ def analyse_model(model, split, *, max_users: int = MAX_USERS, seed: int = 0, si
     return measures
 
 
-# one thread-count guard for the whole analysis: the one in analysis.py
+# one thread-count guard for the whole analysis: the one in measures.py
 _torch_threads = _analysis_torch_threads
 
 
