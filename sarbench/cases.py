@@ -243,6 +243,8 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
                 "paper_version": is_paper_data(dataset, ds.fingerprint()),
                 "tie_rule": test.tie_rule,
                 "precision": "fp32" if torch.device(device).type != "cuda" else train_cfg.precision,
+                # CPU threads of the training process: CPU time = threads x wall_time_s (on CPU)
+                "threads": torch.get_num_threads() if torch.device(device).type == "cpu" else None,
                 **({"tuned_preset": tuned_preset} if tuned_preset else {}),
             },
         )
