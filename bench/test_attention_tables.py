@@ -50,13 +50,13 @@ pytestmark = pytest.mark.analysis
 def pytest_generate_tests(metafunc):
     if "dataset" in metafunc.fixturenames:
         # synthetic needs no download; the paper's five need --data-dir; --datasets selects
-        metafunc.parametrize("dataset", study_datasets(metafunc.config))
+        metafunc.parametrize("dataset", _study_datasets(metafunc.config))
 
 
 CI_DATASETS = ("synthetic", "ml-1m")  # a plain `pytest`: the embedded data and the paper's Figure 2 dataset
 
 
-def study_datasets(config) -> list[str]:
+def _study_datasets(config) -> list[str]:
     """Every dataset at hand with ``-m analysis`` or ``--datasets``; else (a plain ``pytest``, CI)
     only CI_DATASETS: the study adds a Local-AE model per dataset."""
     from sarbench.plugin import table_datasets
@@ -106,14 +106,14 @@ class Study:
             self.done[dataset] = str(exc.msg)
             raise
         for m in MODELS:
-            problems = check_sane(measures[m], heads=load_heads(records[m]))
+            problems = check_sane(measures[m], heads=_load_heads(records[m]))
             assert not problems, f"{dataset} {m}: impossible attention measures: " + "; ".join(problems)
         self.done[dataset] = DatasetStudy(dataset, data, records, measures)
         return self.done[dataset]
 
     def available(self) -> list[DatasetStudy]:
         out = []
-        for d in study_datasets(self.bench_config):
+        for d in _study_datasets(self.bench_config):
             try:
                 out.append(self.get(d))
             except pytest.skip.Exception:
@@ -121,7 +121,7 @@ class Study:
         return out
 
 
-def load_heads(record):
+def _load_heads(record):
     return int(record.config["model"]["heads"])
 
 

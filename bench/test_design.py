@@ -55,7 +55,7 @@ def _case(dataset, group, attention, seed):
             **tuned_case_kwargs(dataset, group, attention)}
 
 
-def paper_band(record):
+def _paper_band(record):
     if record.variant == "loss_bce":
         pytest.skip(f"{record.case_id}: the paper reports no BCE group; band not asserted "
                     f"(N@10 {record.metrics['N@10']:.4f})")
@@ -68,7 +68,7 @@ def paper_band(record):
     check_paper_band(record, dict(zip(cells.metric, cells.value)))
 
 
-def paper_claim(dataset, group):
+def _paper_claim(dataset, group):
     """(the attention whose N@10 cell is higher in the paper's Table 5 for this group, or None, and why)."""
     paper = paper_cells("design")
     paper = paper[(paper.dataset == dataset) & (paper.variant == GROUPS[group][0]) & (paper.metric == "N@10")]
@@ -82,9 +82,9 @@ def design(dataset, group, attention, bench, run):
     for seed in range(bench.seeds):
         record = run(**_case(dataset, group, attention, seed))
         assert record.case_id == case_id("design", dataset, attention, GROUPS[group][1], GROUPS[group][0])
-        check_record(record, bench, paper_band)
+        check_record(record, bench, _paper_band)
 
 
 def direction(dataset, group, bench, run):
     runs = {a: [run(**_case(dataset, group, a, s)) for s in range(bench.seeds)] for a in ("AE", "AR")}
-    check_direction(f"{dataset} {GROUPS[group][0]}", runs, bench, *paper_claim(dataset, group))
+    check_direction(f"{dataset} {GROUPS[group][0]}", runs, bench, *_paper_claim(dataset, group))

@@ -45,7 +45,7 @@ def _paper_values(dataset, model, attention):
     return dict(zip(cells.metric, cells.value))
 
 
-def paper_claim(dataset, model):
+def _paper_claim(dataset, model):
     """(attention the paper found better for this backbone on N@10, or None, and why).
 
     The paper states AR wins on every dataset but Yelp (Section 5.3.2); a (dataset, backbone) pair
@@ -62,17 +62,17 @@ def paper_claim(dataset, model):
     return stated, ""
 
 
-def paper_band(record):
+def _paper_band(record):
     check_paper_band(record, _paper_values(record.dataset, record.variant, record.attention))
 
 
 def hf(dataset, model, attention, bench, run):
     for seed in range(bench.seeds):
         record = run(table="hf", dataset=dataset, design="vanilla", attention=attention, seed=seed, model=model)
-        check_record(record, bench, paper_band)
+        check_record(record, bench, _paper_band)
 
 
 def direction(dataset, model, bench, run):
     runs = {a: [run(table="hf", dataset=dataset, design="vanilla", attention=a, seed=s, model=model)
                 for s in range(bench.seeds)] for a in ("AE", "AR")}
-    check_direction(f"{dataset} with {model}", runs, bench, *paper_claim(dataset, model))
+    check_direction(f"{dataset} with {model}", runs, bench, *_paper_claim(dataset, model))

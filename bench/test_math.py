@@ -43,13 +43,13 @@ finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinit
 nonneg = st.floats(min_value=0.0, max_value=1e6, allow_nan=False, allow_infinity=False)
 
 
-def vectors(elements=finite, min_size=1, max_size=64):
+def _vectors(elements=finite, min_size=1, max_size=64):
     """Vectors with at least one nonzero entry (S(0) is undefined)."""
     return st.lists(elements, min_size=min_size, max_size=max_size).filter(lambda v: any(x != 0 for x in v))
 
 
 @st.composite
-def square_matrices(draw, max_n=8):
+def _square_matrices(draw, max_n=8):
     """A general real n x n matrix or, half the time, a row-stochastic (attention-like) one."""
     n = draw(st.integers(1, max_n))
     if draw(st.booleans()):
@@ -68,7 +68,7 @@ seeds = st.integers(min_value=0, max_value=2**32 - 1)
 # ----------------------------------------------------------------------------------------------
 
 
-def exact_s2(values) -> Fraction:
+def _exact_s2(values) -> Fraction:
     """S(x)^2 in exact rational arithmetic."""
     q = [abs(Fraction(v)) for v in values]
     l1 = sum(q, Fraction(0))
@@ -76,16 +76,16 @@ def exact_s2(values) -> Fraction:
     return l1 * l1 / (len(q) ** 2 * l2sq)
 
 
-def float_s(values) -> float:
+def _float_s(values) -> float:
     return float(sparsity(np.array([float(v) for v in values], dtype=np.float64)))
 
 
-def resolvable(lo: Fraction, hi: Fraction) -> bool:
+def _resolvable(lo: Fraction, hi: Fraction) -> bool:
     """Whether S^2 values lo < hi are far enough apart (relative 1e-9) for float64 to order them."""
     return hi - lo > Fraction(REL) * hi
 
 
-def assert_library_orders(smaller, larger) -> None:
+def _assert_library_orders(smaller, larger) -> None:
     """The library must find S(smaller) < S(larger) wherever exact arithmetic resolves it.
 
     Both vectors are first rounded to float64, which is what the library sees. The comparison uses
@@ -93,9 +93,9 @@ def assert_library_orders(smaller, larger) -> None:
     example, can round away completely.
     """
     lo_f, hi_f = [float(v) for v in smaller], [float(v) for v in larger]
-    lo, hi = exact_s2(lo_f), exact_s2(hi_f)
-    if lo < hi and resolvable(lo, hi):
-        assert float_s(lo_f) < float_s(hi_f)
+    lo, hi = _exact_s2(lo_f), _exact_s2(hi_f)
+    if lo < hi and _resolvable(lo, hi):
+        assert _float_s(lo_f) < _float_s(hi_f)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,15 +103,15 @@ def assert_library_orders(smaller, larger) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-@given(vectors())
+@given(_vectors())
 def test_sparsity_matches_exact_reference(x):
     s = float(sparsity(np.array(x)))
-    assert s * s == pytest.approx(float(exact_s2(x)), rel=REL)
+    assert s * s == pytest.approx(float(_exact_s2(x)), rel=REL)
     # torch and numpy agree
     assert float(sparsity(torch.tensor(x, dtype=torch.float64))) == pytest.approx(s, rel=REL)
 
 
-@given(vectors(), st.floats(min_value=1e-100, max_value=1e100), st.booleans())
+@given(_vectors(), st.floats(min_value=1e-100, max_value=1e100), st.booleans())
 def test_sparsity_is_scale_invariant(x, c, negate):
     c = -c if negate else c
     scaled = np.array(x, dtype=np.float64) * c
@@ -122,7 +122,7 @@ def test_sparsity_is_scale_invariant(x, c, negate):
     assert float(sparsity(scaled)) == pytest.approx(float(sparsity(np.array(x))), rel=REL)
 
 
-@given(vectors(), st.randoms(use_true_random=False))
+@given(_vectors(), st.randoms(use_true_random=False))
 def test_sparsity_is_permutation_invariant(x, rnd):
     y = list(x)
     rnd.shuffle(y)
@@ -140,7 +140,7 @@ def test_sparsity_one_hot_and_uniform_closed_forms(n, data):
     assert float(sparsity(np.full(n, c))) == pytest.approx(1.0 / math.sqrt(n), rel=REL)
 
 
-@given(vectors())
+@given(_vectors())
 def test_sparsity_lies_between_one_hot_and_uniform(x):
     """Cauchy-Schwarz: ||x||_2 <= ||x||_1 <= sqrt(N) ||x||_2, hence 1/N <= S <= 1/sqrt(N)."""
     n, s = len(x), float(sparsity(np.array(x)))
@@ -163,7 +163,7 @@ def test_matrix_sparsity_of_row_stochastic_matrix(n, data):
 
 
 @st.composite
-def robin_hood_cases(draw):
+def _robin_hood_cases(draw):
     x = draw(st.lists(nonneg, min_size=2, max_size=32))
     i, j = draw(st.lists(st.integers(0, len(x) - 1), min_size=2, max_size=2, unique=True))
     if x[i] == x[j]:
@@ -174,7 +174,7 @@ def robin_hood_cases(draw):
     return x, i, j, Fraction(u)
 
 
-@given(robin_hood_cases())
+@given(_robin_hood_cases())
 def test_property1_transfer_to_smaller_entry_increases_sparsity(case):
     """Paper Property 1: for x >= 0, x_i > x_j and 0 < a < (x_i - x_j)/2, S(x - a e_i + a e_j) > S(x).
 
@@ -189,8 +189,8 @@ def test_property1_transfer_to_smaller_entry_increases_sparsity(case):
         y = [Fraction(v) for v in x]
         y[i] -= a
         y[j] += a
-        assert exact_s2(y) > exact_s2(x)
-        assert_library_orders(x, y)
+        assert _exact_s2(y) > _exact_s2(x)
+        _assert_library_orders(x, y)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,7 +198,7 @@ def test_property1_transfer_to_smaller_entry_increases_sparsity(case):
 # ----------------------------------------------------------------------------------------------
 
 
-def beta_closed_form(x: list[Fraction], i: int) -> Fraction:
+def _beta_closed_form(x: list[Fraction], i: int) -> Fraction:
     """The smallest beta of paper Property 2 for entry i of a non-negative vector x.
 
     Write t = x_i, c = sum_{j != i} x_j > 0 and q = sum_{j != i} x_j^2. Then
@@ -222,7 +222,7 @@ def beta_closed_form(x: list[Fraction], i: int) -> Fraction:
 
 
 @st.composite
-def growth_cases(draw):
+def _growth_cases(draw):
     x = draw(st.lists(st.floats(0.0, 1e3), min_size=2, max_size=32))
     i = draw(st.integers(0, len(x) - 1))
     if not any(v > 0 for k, v in enumerate(x) if k != i):
@@ -239,29 +239,29 @@ def _grown(x: list[Fraction], i: int, by: Fraction) -> list[Fraction]:
     return y
 
 
-@given(growth_cases())
+@given(_growth_cases())
 def test_property2_growth_beyond_beta_decreases_sparsity(case):
-    """Paper Property 2 with beta from the closed form (derivation in ``beta_closed_form``)."""
+    """Paper Property 2 with beta from the closed form (derivation in ``_beta_closed_form``)."""
     x, i, extra, alpha, below = case
-    beta = beta_closed_form(x, i) + extra
+    beta = _beta_closed_form(x, i) + extra
     if beta == 0:  # Property 2 asks for beta > 0; any positive beta works when beta_i = 0
         beta = Fraction(1, 1000)
     at, beyond = _grown(x, i, beta), _grown(x, i, beta + alpha)
-    assert exact_s2(beyond) < exact_s2(at)
-    assert_library_orders(beyond, at)
+    assert _exact_s2(beyond) < _exact_s2(at)
+    _assert_library_orders(beyond, at)
 
 
-@given(growth_cases())
+@given(_growth_cases())
 def test_property2_beta_is_tight(case):
     """No beta below the closed form works: S(x_i + beta_i) > S(x_i + b) for 0 <= b < beta_i."""
     x, i, _, _, below = case
-    beta_i = beta_closed_form(x, i)
+    beta_i = _beta_closed_form(x, i)
     if beta_i == 0:
         return  # x_i already at or beyond the peak; every beta > 0 works
     b = below * beta_i
     peak, lower = _grown(x, i, beta_i), _grown(x, i, b)
-    assert exact_s2(peak) > exact_s2(lower)
-    assert_library_orders(lower, peak)
+    assert _exact_s2(peak) > _exact_s2(lower)
+    _assert_library_orders(lower, peak)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -269,22 +269,22 @@ def test_property2_beta_is_tight(case):
 # ----------------------------------------------------------------------------------------------
 
 
-def svd_reference(a: np.ndarray):
+def _svd_reference(a: np.ndarray):
     u, s, vh = np.linalg.svd(a)
     return u, s, vh
 
 
-def truncated(a: np.ndarray, k: int) -> np.ndarray:
-    u, s, vh = svd_reference(a)
+def _truncated(a: np.ndarray, k: int) -> np.ndarray:
+    u, s, vh = _svd_reference(a)
     return (u[:, :k] * s[:k]) @ vh[:k]
 
 
-def tail_energy(s: np.ndarray, r: int) -> float:
+def _tail_energy(s: np.ndarray, r: int) -> float:
     """||A - A_r||_F^2 = sum_{i > r} s_i^2 (Eckart-Young)."""
     return float(np.sum(s[r:] ** 2))
 
 
-@given(square_matrices(), sigmas, seeds)
+@given(_square_matrices(), sigmas, seeds)
 def test_hard_threshold_rank_matches_numpy_reference(a, sigma, seed):
     n = a.shape[0]
     e = sigma * np.random.default_rng(seed).standard_normal((n, n))
@@ -298,7 +298,7 @@ def test_hard_threshold_rank_matches_numpy_reference(a, sigma, seed):
     # k counts s_i(Y) > tau; a value within rounding of tau may land on either side
     near = np.abs(s_y - tau) <= REL * max(tau, s_y[0])
     assert int(np.sum(s_y > tau) - near.sum()) <= res.k <= int(np.sum(s_y > tau) + near.sum())
-    np.testing.assert_allclose(res.A_hat, truncated(a, res.k), rtol=0, atol=1e-9 * max(1.0, s_y[0]))
+    np.testing.assert_allclose(res.A_hat, _truncated(a, res.k), rtol=0, atol=1e-9 * max(1.0, s_y[0]))
 
 
 @given(st.floats(-1e3, 1e3).filter(lambda v: abs(v) >= 1e-300), sigmas, seeds)
@@ -319,7 +319,7 @@ def test_paper_threshold_never_keeps_a_1x1_matrix(a, sigma, seed):
 # ----------------------------------------------------------------------------------------------
 
 
-def eq11_stated_gap(a: np.ndarray, sigma: float, seed: int) -> float:
+def _eq11_stated_gap(a: np.ndarray, sigma: float, seed: int) -> float:
     """||A - A_hat_k||_F^2 - min_r (||A - A_r||_F^2 + r sigma^2) for the paper's procedure.
 
     Eq. 11 claims that this is <= 0. The procedure is Eq. 8's tau, k from Y, and A_hat_k the rank-k
@@ -328,7 +328,7 @@ def eq11_stated_gap(a: np.ndarray, sigma: float, seed: int) -> float:
     res = hard_threshold_rank(a, sigma, seed)
     s = np.linalg.svd(a, compute_uv=False)
     err = float(np.sum((a - res.A_hat) ** 2))
-    bound = min(tail_energy(s, r) + r * sigma**2 for r in range(a.shape[0] + 1))
+    bound = min(_tail_energy(s, r) + r * sigma**2 for r in range(a.shape[0] + 1))
     return err - bound - REL * (bound + float(np.sum(a**2)))
 
 
@@ -350,23 +350,23 @@ def eq11_stated_gap(a: np.ndarray, sigma: float, seed: int) -> float:
                      [0.2, 0.6, 0.1, 0.1],
                      [0.1, 0.1, 0.5, 0.3],
                      [0.25, 0.25, 0.25, 0.25]]), sigma=0.01, seed=0)
-@given(a=square_matrices(), sigma=sigmas, seed=seeds)
+@given(a=_square_matrices(), sigma=sigmas, seed=seeds)
 def test_eq11_as_stated_fails_on_counterexamples(a, sigma, seed):
     """The kept counterexamples violate the stated bound ||A - A_hat_k||^2 <= min_r(||A - A_r||^2 + r sigma^2)."""
-    assert eq11_stated_gap(a, sigma, seed) > 0
+    assert _eq11_stated_gap(a, sigma, seed) > 0
 
 
 def test_eq11_as_stated_is_refuted_by_search():
     """Hypothesis, searching the generic strategy, finds a matrix that violates Eq. 11 as stated."""
     found = find(
-        st.tuples(square_matrices(max_n=4), sigmas, seeds),
-        lambda case: eq11_stated_gap(*case) > 0,
+        st.tuples(_square_matrices(max_n=4), sigmas, seeds),
+        lambda case: _eq11_stated_gap(*case) > 0,
         settings=settings(max_examples=200, database=None, derandomize=True, deadline=None),
     )
-    assert eq11_stated_gap(*found) > 0
+    assert _eq11_stated_gap(*found) > 0
 
 
-@given(square_matrices(), sigmas, seeds, st.one_of(st.none(), st.floats(0.0, 3.0)))
+@given(_square_matrices(), sigmas, seeds, st.one_of(st.none(), st.floats(0.0, 3.0)))
 def test_eq11_holds_with_threshold_plus_noise_norm(a, sigma, seed, tau):
     """The version of Eq. 11 that holds for the paper's A_hat_k (truncated SVD of A, k from Y = A + E):
 
@@ -384,11 +384,11 @@ def test_eq11_holds_with_threshold_plus_noise_norm(a, sigma, seed, tau):
     s = np.linalg.svd(a, compute_uv=False)
     e_op = float(np.linalg.norm(e, 2))
     err = float(np.sum((a - res.A_hat) ** 2))
-    bound = min(tail_energy(s, r) + r * (res.tau + e_op) ** 2 for r in range(n + 1))
+    bound = min(_tail_energy(s, r) + r * (res.tau + e_op) ** 2 for r in range(n + 1))
     assert err <= bound + REL * (bound + float(np.sum(a**2)))
 
 
-@given(square_matrices(), st.data())
+@given(_square_matrices(), st.data())
 def test_hard_threshold_estimator_oracle_inequality(a, data):
     """The oracle inequality for the hard-thresholding estimator H_tau(Y) (truncated SVD of Y):
 
@@ -408,14 +408,14 @@ def test_hard_threshold_estimator_oracle_inequality(a, data):
     e_op = float(np.linalg.norm(e, 2))
     tau = 2 * e_op * (1 + data.draw(st.floats(0.0, 3.0)))
     res = hard_threshold_rank(a, 0.0, noise=e, threshold=tau, approximate="Y")
-    np.testing.assert_allclose(res.A_hat, truncated(a + e, res.k), atol=1e-9)
+    np.testing.assert_allclose(res.A_hat, _truncated(a + e, res.k), atol=1e-9)
     s = np.linalg.svd(a, compute_uv=False)
     err = float(np.sum((a - res.A_hat) ** 2))
-    bound = min(3 * tail_energy(s, r) + 4 * r * tau**2 for r in range(n + 1))
+    bound = min(3 * _tail_energy(s, r) + 4 * r * tau**2 for r in range(n + 1))
     assert err <= bound + REL * (bound + float(np.sum(a**2)))
 
 
-@given(square_matrices(), sigmas)
+@given(_square_matrices(), sigmas)
 def test_gavish_donoho_threshold_closed_form(a, sigma):
     """The alternative rule: tau = (4/sqrt(3)) sqrt(n) sigma, independent of Y."""
     n = a.shape[0]

@@ -47,14 +47,14 @@ def _paper_values(dataset, attention):
     return dict(zip(cells.metric, cells.value))
 
 
-def paper_band(record):
+def _paper_band(record):
     check_paper_band(record, _paper_values(record.dataset, record.attention))
 
 
 def vanilla(dataset, model, attention, bench, run):
     for seed in range(bench.seeds):
         record = run(table="vanilla", dataset=dataset, design="vanilla", attention=attention, seed=seed, model=model)
-        check_record(record, bench, paper_band)
+        check_record(record, bench, _paper_band)
 
 
 def direction(dataset, bench, run):

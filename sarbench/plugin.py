@@ -6,6 +6,13 @@ and the benchmark's state (torch, data, results store) is built the first time a
 asks for it. From a source tree that is not installed, load it with ``-p sarbench.plugin`` (as
 ``gpu_check/gpu_check.sh`` does). Session state lives in ``config.stash``.
 
+Benchmark cases are named after the paper table they fill (``vanilla[ml-1m-AR-ce]``,
+``direction[ml-1m-vanilla]``), not ``test_*``. In the modules the ini option ``sarbench_case_modules``
+names (sarbench's pytest.ini: ``bench/test_*.py``), every public function defined in the module is
+collected as a test, whatever its name; helpers there start with ``_``. A function imported into
+such a module is never a case (only pytest's own ``python_functions`` rule applies to it), nor is a
+fixture or a ``pytest_*`` hook.
+
 Tests marked ``gpu`` are skipped unless ``--gpu`` is given (and ``--gpu`` refuses to start without a
 CUDA device). Every case that trains appends one line per epoch to ``<results>/logs/<case>.log``,
 written the moment the epoch ends, so a killed run still shows how far each case got.
@@ -13,6 +20,8 @@ written the moment the epoch ends, so a killed run still shows how far each case
 
 from __future__ import annotations
 
+import fnmatch
+import inspect
 import logging
 import os
 import time
@@ -114,6 +123,46 @@ def pytest_addoption(parser):
     group.addoption("--update-baseline", action="store_true", default=False,
                     help="write this run's smoke results into the committed smoke baseline instead of "
                          "failing on moved numbers (default: compare)")
+    parser.addini("sarbench_case_modules", type="args", default=[],
+                  help="sarbench: test modules, as globs relative to the rootdir, in which every public "
+                       "function defined in the module is collected as a benchmark case, whatever its name "
+                       "(sarbench's pytest.ini: bench/test_*.py; default: none)")
+
+
+def is_case_module(config, path) -> bool:
+    """Whether the test module at ``path`` matches the ini option ``sarbench_case_modules``."""
+    patterns = config.getini("sarbench_case_modules")
+    if not patterns:
+        return False
+    try:
+        rel = Path(path).resolve().relative_to(config.rootpath.resolve()).as_posix()
+    except ValueError:  # outside the rootdir
+        return False
+    return any(fnmatch.fnmatchcase(rel, pattern) for pattern in patterns)
+
+
+def is_case(module, name: str, obj) -> bool:
+    """Whether ``name`` of a case module is one of its cases: a public function defined in the module
+    itself (not imported into it), neither a fixture nor a ``pytest_*`` hook."""
+    if name.startswith(("_", "pytest_")) or not inspect.isfunction(obj):
+        return False
+    from _pytest.fixtures import getfixturemarker  # pytest 8.0-8.3 fixtures are plain functions
+
+    return getattr(obj, "__module__", None) == module.__name__ and getfixturemarker(obj) is None
+
+
+class CaseModule(pytest.Module):
+    """A module of benchmark cases (:func:`is_case`); its ``test_*`` functions are collected as anywhere."""
+
+    def istestfunction(self, obj, name: str) -> bool:
+        return is_case(self.obj, name, obj) or super().istestfunction(obj, name)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makemodule(module_path, parent):
+    if is_case_module(parent.config, module_path):
+        return CaseModule.from_parent(parent, path=module_path)
+    return None
 
 
 def _worker_device(config) -> str:
