@@ -2,7 +2,7 @@
 
 A small synthetic case (AE and AR) is trained through the benchmark's own code path
 (``cases.run_case``, at a small scale with the smoke scale's fixed thread count) and written as the
-smoke baseline (``baseline.update_smoke``). Then one break at a time replaces one real function of
+smoke baseline (``smoke_baseline.update_smoke``). Then one break at a time replaces one real function of
 the package, the case is retrained, and the comparison every smoke case runs in CI
 (``smoke_baseline.smoke_differences``, called by bench/test_vanilla.py) must report a move, both the
 exact comparison of the baseline's own platform and the portable one of any other platform (forced
