@@ -181,11 +181,30 @@ def load_smoke(folder: Path = BASELINE_DIR, file: str = SMOKE_FILE) -> dict:
 
 
 def smoke_entry(baseline: dict, record) -> dict | None:
-    """The baseline entry of ``record``'s case and seed, or None (none, or made on other data)."""
+    """The baseline entry of ``record``'s case and seed, or None (none, made on other data, or by code of
+    another results version: its numbers are not this code's to match)."""
     entry = baseline.get("cases", {}).get(record.case_id, {}).get(str(record.seed))
     if entry is None or entry.get("fingerprint") != record.fingerprint:
         return None
+    from .provenance import RESULTS_VERSION
+
+    if entry.get("results_version") not in (None, getattr(record, "results_version", RESULTS_VERSION)):
+        return None
     return entry
+
+
+def _drop_stale(data: dict) -> None:
+    """Remove the entries written under another results version (cases this update did not rerun)."""
+    from .provenance import RESULTS_VERSION
+
+    for case in list(data["cases"]):
+        seeds = data["cases"][case]
+        for seed in [s for s, e in seeds.items() if e.get("results_version") != RESULTS_VERSION]:
+            log.warning("smoke baseline: dropping %s seed %s, made under results version %s (this code: %s)",
+                        case, seed, seeds[seed].get("results_version"), RESULTS_VERSION)
+            del seeds[seed]
+        if not seeds:
+            del data["cases"][case]
 
 
 def make_entry(record, spread: dict | None = None) -> dict:
@@ -218,6 +237,7 @@ def update_smoke(records, folder: Path = BASELINE_DIR, file: str = SMOKE_FILE, s
         smoke = [r for r in records if r.scale == "smoke"]
         for rec in smoke:
             data["cases"].setdefault(rec.case_id, {})[str(rec.seed)] = make_entry(rec, spread)
+        _drop_stale(data)
         devices = {r.device for r in smoke} or {"cpu"}
         if len(devices) > 1:
             raise ValueError(f"smoke records from several devices ({', '.join(sorted(devices))}); update from one")

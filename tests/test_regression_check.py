@@ -26,6 +26,8 @@ from sarbench.cases import SCALES, DataCache, Scale, run_case, torch_threads
 from sarbench.data import SyntheticConfig, make_synthetic
 from sarbench.store import ResultStore
 
+pytest_plugins = ["pytester"]
+
 # Small enough to train in about a second per model; both models learn past most-popular.
 DATA = SyntheticConfig(num_users=300, num_items=50, min_length=6, max_length=16, seed=5)
 SCALE = Scale("smoke", max_epochs=5, patience=5, lr=5e-3, batch_size=32, threads=SCALES["smoke"].threads)
@@ -185,3 +187,46 @@ def test_a_missing_entry_fails_in_ci_and_a_users_case_records_its_own(case, tmp_
     assert first.startswith("first run: baseline recorded") and mine.exists()
     second = check_smoke_baseline(UsersCase(), {"cases": {}}, strict=True, user_baseline=mine)
     assert second.startswith("matches its smoke baseline")
+
+
+_USERS_BREAK = '''
+import sarbench.models.sar as sar
+
+_real = sar.attention_mask
+
+
+def _causal_for_everyone(mask, attention, *a, **k):
+    return _real(mask, "AR", *a, **k)
+
+
+sar.attention_mask = _causal_for_everyone  # AE given the causal mask, as a user's conftest could
+'''
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["as-shipped", "break-from-a-conftest"])
+def test_the_first_command_on_another_platform(pytester, monkeypatch, tmp_path, broken):
+    """The README's first command, on a platform other than the baseline's (forced): the synthetic AE
+    case passes with its numbers, and with AE given the causal mask from a conftest it fails."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (pytester.path / "bench").mkdir()
+    shutil.copy(root / "bench" / "test_vanilla.py", pytester.path / "bench")
+    shutil.copy(root / "pytest.ini", pytester.path)
+    (pytester.path / "reports" / "baseline").mkdir(parents=True)
+    shutil.copy(root / BASELINE_DIR / "smoke.json", pytester.path / "reports" / "baseline")
+    if broken:
+        (pytester.path / "bench" / "conftest.py").write_text(_USERS_BREAK)
+    monkeypatch.setenv(PORTABLE_ENV, "1")
+    monkeypatch.delenv("SARBENCH_DATA", raising=False)
+    result = pytester.runpytest_subprocess("bench/test_vanilla.py", "-m", "vanilla", "--datasets", "synthetic", "-k",
+                                           "synthetic-AE-ce", "-p", "no:cacheprovider", "--results",
+                                           str(tmp_path / "results"))
+    if broken:
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["*moved from its smoke baseline, compared on another platform*"])
+    else:
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(["*vanilla?synthetic-AE-ce? seed 0: beats most-popular: NDCG@10*matches its "
+                                     "smoke baseline on another platform*"])
