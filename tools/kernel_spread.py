@@ -45,12 +45,11 @@ def _child_golden() -> None:
     import test_results_version as guard
 
     threads = int(os.environ.get("SARBENCH_SPREAD_THREADS", "1"))
-    if os.environ.get("SARBENCH_SPREAD_DTYPE") == "float64":
-        torch.set_default_dtype(torch.float64)
+    dtype = torch.float32 if os.environ.get("SARBENCH_SPREAD_DTYPE") == "float32" else torch.float64
     real = torch.set_num_threads
     torch.set_num_threads = lambda n: real(threads)  # the guard sets one thread; the perturbation may not
     out = {"capability": torch.backends.cpu.get_cpu_capability(),
-           "cases": {name: guard.golden_numbers(name) for name in guard.CASES}}
+           "cases": {name: guard.golden_numbers(name, dtype) for name in guard.CASES}}
     if os.environ.get("SARBENCH_SPREAD_CHANGES"):
         import sarbench.presets as presets
 
@@ -58,7 +57,7 @@ def _child_golden() -> None:
         out["changes"] = {}
         for change, fn in guard.SMALL_CHANGES.items():
             presets.preset = lambda *a, _fn=fn, **kw: _fn(*preset(*a, **kw))
-            out["changes"][change] = guard.golden_numbers("vanilla-AR")
+            out["changes"][change] = guard.golden_numbers("vanilla-AR", dtype)
         presets.preset = preset
     print(json.dumps(out))
 
@@ -81,19 +80,13 @@ def distance(got: dict, want: dict) -> dict:
     return {"loss": loss, "weights": weights, "metric": metric}
 
 
-def golden(out: str | None) -> None:
-    sys.path.insert(0, str(ROOT / "tests"))
+def golden_table(dtype: str) -> tuple[list[str], dict]:
     runs = {}
     for label, env in PERTURBATIONS.items():
         extra = {"SARBENCH_SPREAD_CHANGES": "1"} if label == "none" else {}
-        runs[label] = _run({**env, **extra}, ["--child-golden"])
+        runs[label] = _run({**env, **extra, "SARBENCH_SPREAD_DTYPE": dtype}, ["--child-golden"])
     base = runs["none"]
-    lines = ["# Kernel-level spread of the results-version guard's golden numbers", "",
-             f"`python tools/kernel_spread.py golden` on a {base['capability']} CPU. Each row: the largest move, "
-             "over the guard's ten tiny cases, of the per-epoch losses (relative), the trained weights "
-             "(fixed random projections, relative to the weights' norm) and the test metrics (absolute), "
-             "from the unperturbed run. The guard's tolerances sit between the two blocks.", "",
-             "| perturbation | CPU kernels | losses | weights | metrics |", "|---|---|---|---|---|"]
+    lines = [f"## {dtype}", "", "| perturbation | CPU kernels | losses | weights | metrics |", "|---|---|---|---|---|"]
     worst = {"loss": 0.0, "weights": 0.0, "metric": 0.0}
     for label, run in runs.items():
         if label == "none":
@@ -106,9 +99,26 @@ def golden(out: str | None) -> None:
     for change, got in base["changes"].items():
         d = distance(got, base["cases"]["vanilla-AR"])
         lines.append(f"| {change} | | {d['loss']:.1e} | {d['weights']:.1e} | {d['metric']:.4f} |")
+    return lines + [""], {"capability": base["capability"], "worst": worst}
+
+
+def golden(out: str | None) -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    body, info = [], {}
+    for dtype in ("float32", "float64"):
+        lines, info[dtype] = golden_table(dtype)
+        body += lines
+    lines = ["# Kernel-level spread of the results-version guard's golden numbers", "",
+             f"`python tools/kernel_spread.py golden --out reports/kernel_spread_golden.md` on a "
+             f"{info['float64']['capability']} CPU. Each row: the largest move, over the guard's ten tiny cases "
+             "(tests/test_results_version.py), of the per-epoch losses (relative), the trained weights (fixed "
+             "random projections, relative to the weights' norm) and the test metrics (absolute), from the "
+             "unperturbed run; below, what the guard's deliberate small changes move (vanilla-AR). The guard "
+             "trains in float64: there the two blocks lie orders of magnitude apart, in float32 they overlap.",
+             "", *body]
     text = "\n".join(lines) + "\n"
     print(text)
-    print("largest kernel-level move:", json.dumps(worst))
+    print("largest kernel-level move:", json.dumps(info))
     if out:
         Path(out).write_text(text, encoding="utf-8")
 
