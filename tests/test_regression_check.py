@@ -20,8 +20,8 @@ import torch
 import sarbench.evaluate as evaluate_module
 import sarbench.models.sar as sar
 import sarbench.train as train_module
-from sarbench.smoke_baseline import (BASELINE_DIR, PORTABLE_ENV, check_smoke_baseline, entry_tolerance, load_smoke,
-                                     smoke_differences, update_smoke)
+from sarbench.smoke_baseline import (BASELINE_DIR, PORTABLE_ENV, check_smoke_baseline, entry_tolerance, is_unstable,
+                                     load_smoke, smoke_differences, update_smoke)
 from sarbench.cases import SCALES, DataCache, Scale, run_case, torch_threads
 from sarbench.data import SyntheticConfig, make_synthetic
 from sarbench.store import ResultStore
@@ -117,11 +117,13 @@ class SmallCase:
 
 
 def loosest_committed_tolerance() -> dict:
-    """The widest portable tolerance of the committed baseline (the check is no looser anywhere)."""
+    """The widest portable tolerance of the committed baseline's stable cases (the check is no looser for
+    any of them; the unstable ones say in smoke.json that their tolerance is wider than some breaks)."""
     from pathlib import Path
 
     committed = load_smoke(Path(__file__).resolve().parents[1] / BASELINE_DIR)
-    rels = [entry_tolerance(e).rel for seeds in committed["cases"].values() for e in seeds.values()]
+    rels = [entry_tolerance(e).rel for seeds in committed["cases"].values() for e in seeds.values()
+            if not is_unstable(e)]
     return {"cases": {f"vanilla[synthetic-{a}-ce]": {"kernels": {"widest committed": max(rels, default=0.05) / 2}}
                       for a in ("AE", "AR")}}
 

@@ -77,7 +77,7 @@ def measure(reference: Path, perturbed: dict[str, Path]) -> dict:
             per_metric[name] = {"mean": round(mean, 6), "sd": round(statistics.stdev(xs), 6),
                                 "rel_sd": round(statistics.stdev(xs) / mean, 4) if mean else None}
         cases[case_id]["seeds"] = {"n": len(recs), "metrics": per_metric}
-    return cases
+    return {k: v for k, v in cases.items() if v["kernels"] or "seeds" in v}  # measured cases only
 
 
 def main(argv=None) -> int:

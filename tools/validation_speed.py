@@ -86,10 +86,12 @@ def main(argv=None) -> int:
     lines = [
         "# Validation speed: plain vs fast scoring path (CPU)",
         "",
-        f"`python tools/validation_speed.py --threads {args.threads} --rounds {args.rounds}`, torch "
+        f"`python tools/validation_speed.py --threads {args.threads} --rounds {args.rounds}"
+        f"{' --untrained' if args.untrained else ''} --datasets {' '.join(args.datasets)}`, torch "
         f"{torch.__version__}, {args.threads} thread(s), {platform.processor() or platform.machine()}, "
         f"CPU capability {torch.backends.cpu.get_cpu_capability()}. One validation pass over every user "
-        "under the authors' exclusion rule, the vanilla preset's model after one training epoch; best of "
+        "under the authors' exclusion rule, the vanilla preset's model "
+        f"{'freshly initialised' if args.untrained else 'after one training epoch'}; best of "
         f"{args.rounds}. Both paths score the same weights.",
         "",
         "| dataset | model | users | plain (s) | fast (s) | speed-up | every rank equal |",
