@@ -56,7 +56,7 @@ def measure(reference: Path, perturbed: dict[str, Path]) -> dict:
         if rec.seed != 0:
             continue
         values = smoke_values(rec)
-        entry = cases.setdefault(rec.case_id, {"kernels": {}, "kernel_moves": {}})
+        entry = cases.setdefault(rec.case_id, {"kernels": {}, "kernel_moves": {}, "attention": rec.attention})
         for label, records in by_key.items():
             other = records.get(rec.key)
             if other is None:
