@@ -4,9 +4,10 @@ A small synthetic case (AE and AR) is trained through the benchmark's own code p
 (``cases.run_case``, at a small scale with the smoke scale's fixed thread count) and written as the
 smoke baseline (``smoke_baseline.update_smoke``). Then one break at a time replaces one real function of
 the package, the case is retrained, and the comparison every smoke case runs in CI
-(``smoke_baseline.smoke_differences``, called by bench/test_vanilla.py) must report a move, both the
-exact comparison of the baseline's own platform and the portable one of any other platform (forced
-here: ``exact=False``), at the loosest portable tolerance the committed baseline uses. A retrain
+(``smoke_baseline.smoke_differences``, called by bench/test_vanilla.py) must report a move: the exact comparison of the baseline's own platform for all six, and the portable
+one of any other platform (forced here: ``exact=False``, at the tolerances the committed baseline gives
+the synthetic cases) for the four AR breaks; the two AE breaks move the small AE case by less than
+AE's off-platform tolerance (its seed spread) and are caught on the baseline's platform only. A retrain
 without a break must report none: the check is neither blind nor trigger-happy. A patch that stops
 reaching the code (a renamed function) leaves the numbers unmoved, so this test then fails instead
 of passing silently.
@@ -116,16 +117,24 @@ class SmallCase:
                             model_overrides=MODEL)
 
 
-def loosest_committed_tolerance() -> dict:
-    """The widest portable tolerance of the committed baseline's stable cases (the check is no looser for
-    any of them; the unstable ones say in smoke.json that their tolerance is wider than some breaks)."""
+def committed_tolerance() -> dict:
+    """The small case's portable tolerances: those the committed baseline gives the synthetic vanilla
+    AE and AR smoke cases (AR: bit-stable, 1%; AE: chaotic, three seed standard deviations)."""
     from pathlib import Path
 
     committed = load_smoke(Path(__file__).resolve().parents[1] / BASELINE_DIR)
-    rels = [entry_tolerance(e).rel for seeds in committed["cases"].values() for e in seeds.values()
-            if not is_unstable(e)]
-    return {"cases": {f"vanilla[synthetic-{a}-ce]": {"kernels": {"widest committed": max(rels, default=0.05) / 2}}
-                      for a in ("AE", "AR")}}
+    out = {}
+    for a in ("AE", "AR"):
+        entry = committed["cases"].get(f"vanilla[synthetic-{a}-ce]", {}).get("0")
+        rel = entry_tolerance(entry).rel if entry else 0.05
+        out[f"vanilla[synthetic-{a}-ce]"] = {"kernels": {"as committed": rel / 2}, "attention": "AR"}
+    return {"cases": out}
+
+
+# Off its platform a chaotic case is compared within its seed spread (AE: 21% on the synthetic data), wider
+# than what the two AE breaks move: they are caught by the exact comparison on the baseline's platform
+# (CI's), not elsewhere, until the AE smoke schedule is made stable (README, CI regression checks).
+PORTABLE_BREAKS = [name for name, (attention, _) in BREAKS.items() if attention == "AR"]
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +142,7 @@ def case(tmp_path_factory):
     folder = tmp_path_factory.mktemp("regression")
     small = SmallCase(folder)
     records = {a: small.run(a) for a in ("AE", "AR")}
-    update_smoke(records.values(), folder / "baseline", spread=loosest_committed_tolerance())
+    update_smoke(records.values(), folder / "baseline", spread=committed_tolerance())
     small.baseline = load_smoke(folder / "baseline")
     small.records = records
     return small
@@ -151,8 +160,8 @@ def test_an_unbroken_rerun_passes(case, attention, exact):
     assert not smoke_differences(case.baseline, case.run(attention), exact=exact)
 
 
-@pytest.mark.parametrize("exact", [True, False], ids=["same-platform", "another-platform"])
-@pytest.mark.parametrize("name", list(BREAKS))
+@pytest.mark.parametrize(("name", "exact"), [(n, True) for n in BREAKS] + [(n, False) for n in PORTABLE_BREAKS],
+                         ids=[f"{n}-same-platform" for n in BREAKS] + [f"{n}-another-platform" for n in PORTABLE_BREAKS])
 def test_each_break_fails_the_check(case, monkeypatch, name, exact):
     attention, inject = BREAKS[name]
     inject(monkeypatch)
@@ -167,9 +176,9 @@ def test_another_platform_compares_instead_of_skipping(case, monkeypatch):
     monkeypatch.setenv(PORTABLE_ENV, "1")
     said = check_smoke_baseline(case.records["AR"], case.baseline, strict=True)
     assert "on another platform" in said and PORTABLE_ENV in said
-    ae_causal_mask(monkeypatch)
+    ar_sees_next_item(monkeypatch)
     with pytest.raises(AssertionError, match="moved from its smoke baseline, compared on another platform"):
-        check_smoke_baseline(case.run("AE"), case.baseline, strict=True)
+        check_smoke_baseline(case.run("AR"), case.baseline, strict=True)
 
 
 def test_a_missing_entry_fails_in_ci_and_a_users_case_records_its_own(case, tmp_path):
@@ -205,10 +214,11 @@ sar.attention_mask = _causal_for_everyone  # AE given the causal mask, as a user
 '''
 
 
-@pytest.mark.parametrize("broken", [False, True], ids=["as-shipped", "break-from-a-conftest"])
+@pytest.mark.parametrize("broken", [False, True], ids=["as-shipped-another-platform", "break-from-a-conftest"])
 def test_the_first_command_on_another_platform(pytester, monkeypatch, tmp_path, broken):
-    """The README's first command, on a platform other than the baseline's (forced): the synthetic AE
-    case passes with its numbers, and with AE given the causal mask from a conftest it fails."""
+    """The README's first command: on a platform other than the baseline's (forced) the synthetic AE case
+    passes with its numbers; with AE given the causal mask from a conftest it fails on the baseline's
+    platform (off it, AE's tolerance is its seed spread, wider than this break: see PORTABLE_BREAKS)."""
     import shutil
     from pathlib import Path
 
@@ -220,14 +230,15 @@ def test_the_first_command_on_another_platform(pytester, monkeypatch, tmp_path, 
     shutil.copy(root / BASELINE_DIR / "smoke.json", pytester.path / "reports" / "baseline")
     if broken:
         (pytester.path / "bench" / "conftest.py").write_text(_USERS_BREAK)
-    monkeypatch.setenv(PORTABLE_ENV, "1")
+    else:
+        monkeypatch.setenv(PORTABLE_ENV, "1")
     monkeypatch.delenv("SARBENCH_DATA", raising=False)
     result = pytester.runpytest_subprocess("bench/test_vanilla.py", "-m", "vanilla", "--datasets", "synthetic", "-k",
                                            "synthetic-AE-ce", "-p", "no:cacheprovider", "--results",
                                            str(tmp_path / "results"))
     if broken:
         result.assert_outcomes(failed=1)
-        result.stdout.fnmatch_lines(["*moved from its smoke baseline, compared on another platform*"])
+        result.stdout.fnmatch_lines(["*moved from its smoke baseline, compared exactly*"])
     else:
         result.assert_outcomes(passed=1)
         result.stdout.fnmatch_lines(["*vanilla?synthetic-AE-ce? seed 0: beats most-popular: NDCG@10*matches its "
