@@ -331,13 +331,10 @@ def worse_than_baseline(entry: dict, record, metric: str = "N@10", alpha: float 
     if "ranks" not in entry:
         return ""
     users, ours = per_user_values(record, metric)
-    base_users, base_ranks = unpack_ints(entry["users"]), unpack_ints(entry["ranks"])
+    stored = {"users": unpack_ints(entry["users"]), "rank": unpack_ints(entry["ranks"])}
+    base_users, base = per_user_values(type("Baseline", (), {"per_user": stored, "case_id": "baseline"}), metric)
     if not np.array_equal(users, base_users):
         return f"paired test: the run scored other users than the baseline ({len(users)} vs {len(base_users)})"
-    k = int(metric[2:])
-    base = np.where(base_ranks < k, 1.0 / np.log2(base_ranks + 2.0), 0.0)
-    if not metric.startswith("N@"):
-        base = (base_ranks < k).astype(np.float64)
     tol = entry_tolerance(entry).band(float(base.mean()))
     shifted = ours - base + tol
     if not np.any(shifted):

@@ -118,6 +118,11 @@ def attention_mask(real: torch.Tensor, attention: str, heads: int = 1, window: i
 
 
 # --- the blocks ----------------------------------------------------------------------------------------
+def _at_rows(t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """t (B, L, ...) -> (B, 1, ...): each sequence's entry at its position ``rows`` (B,)."""
+    return t[torch.arange(len(t), device=t.device), rows][:, None]
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: SARConfig):
         super().__init__()
@@ -150,7 +155,7 @@ class SelfAttention(nn.Module):
         B, L, D = x.shape
         hs = D // self.heads
         w, b = self.qkv.weight, self.qkv.bias
-        q = F.linear(x[torch.arange(B, device=x.device), rows][:, None], w[:D], b[:D])  # (B, 1, D)
+        q = F.linear(_at_rows(x, rows), w[:D], b[:D])  # (B, 1, D)
         k, v = F.linear(x, w[D:], b[D:]).view(B, L, 2, self.heads, hs).permute(2, 0, 3, 1, 4)
         q = q.view(B, 1, self.heads, hs).transpose(1, 2)  # (B, H, 1, hs)
         allowed = mask.allowed.expand(B, -1, L, L)[torch.arange(B, device=x.device), :, rows][:, :, None]
@@ -197,7 +202,7 @@ class Block(nn.Module):
         values, so a block whose output is read at one position per sequence (the last block, when
         scoring) computes its residual, feed-forward and norms there alone.
         """
-        at = (lambda t: t[torch.arange(len(t), device=t.device), rows][:, None]) if rows is not None else (lambda t: t)
+        at = (lambda t: _at_rows(t, rows)) if rows is not None else (lambda t: t)
         if self.norm_residual:  # SASRec / ModSAR: x~ = LN(x); x = x~ + f(x~)
             x = self.norm1(x)
             x = at(x) + self.attn_drop(self.attn(x, mask, capture, rows))
@@ -272,7 +277,7 @@ class SelfAttentiveRecommender(SequentialRecommender):
             last = i == len(self.blocks) - 1
             x = block(x, mask, capture, rows if last and capture is None else None)
         if rows is not None:
-            x = x[:, 0] if capture is None else x[torch.arange(B, device=x.device), rows]
+            x = (x if capture is None else _at_rows(x, rows))[:, 0]
         return self.final_norm(x)
 
     def states_at(self, items, pos, users=None):
