@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -70,11 +71,20 @@ def test_an_interrupted_search_or_retrain_writes_no_preset_and_resumes(local_ray
 
     run_case = tuned.run_case
 
-    def interrupted_retrain(**case):  # Ctrl-C at the retrain's first epoch
-        return run_case(**case, on_epoch=lambda row: os.kill(os.getpid(), signal.SIGINT))
+    handlers = []
+
+    def ctrl_c(row):  # a real SIGINT at the retrain's first epoch, then wait for Python to act on it
+        handlers.append(signal.getsignal(signal.SIGINT))
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(500):  # Python runs the handler in the main thread at its next check: a sleep is one
+            time.sleep(0.01)
+
+    def interrupted_retrain(**case):
+        return run_case(**case, on_epoch=ctrl_c)
 
     monkeypatch.setattr(tuned, "run_case", interrupted_retrain)
     second = tune_case(SEARCH, **kwargs)
+    assert handlers == [signal.default_int_handler]  # the search gave Ctrl-C back before the retrain
     assert second.outcome.complete and [t.status for t in second.outcome.trials] == ["max_t"]
     assert second.record.extra["stopped"] == "interrupted" and second.record.epochs == 1
     assert second.interrupted and second.preset is None and not (tmp_path / "presets").exists()
