@@ -11,6 +11,10 @@ Each ``vanilla[<dataset>-<AE|AR>-ce]`` case trains (or reuses) one model per see
 Each ``direction[<dataset>-vanilla]`` case tests the paper's AR-vs-AE claim on that dataset with a
 paired per-user test over all seeds (at --scale paper; at smoke scale it only reports).
 
+``--model NAME`` runs only that registered model's cases; ``--against DIR`` also tests each case's
+records user by user against the paper's AE and AR stored in DIR ("packaged": the references shipped
+with sarbench), without training them (sarbench/compare.py).
+
 Datasets: the embedded synthetic one, the paper's five and any declared in the data folder's
 datasets.toml (``--datasets a,b`` selects). Models: the paper's self-attentive model as AE and AR,
 and every other registered model (``vanilla[<dataset>-<model>-AR-ce]``, e.g. GRU4Rec) as a row beside
@@ -19,6 +23,7 @@ them in Table 4's report -- except Table 6's backbones, whose cases are in bench
 
 import pytest
 
+from sarbench.compare import check_against
 from sarbench.regression import check_direction, check_paper_band, check_record
 from sarbench.cases import PAPER_DIRECTION
 from sarbench.paper import VARIANTS, paper_cells
@@ -31,9 +36,10 @@ def pytest_generate_tests(metafunc):
 
     datasets = bench_datasets(metafunc.config)  # synthetic needs no download; the others need --data-dir
     if metafunc.function.__name__ == "vanilla":
-        cases = [(d, "sar", a) for d in datasets for a in ("AE", "AR")]
+        models = bench_models(metafunc.config)  # --model NAME: that model only
+        cases = [(d, "sar", a) for d in datasets for a in ("AE", "AR") if any(m.name == "sar" for m in models)]
         # Table 6's backbones (albert, llama, transfo_xl) are rows of their own table: bench/test_hf.py.
-        others = [m for m in bench_models(metafunc.config) if m.name not in ("sar", *VARIANTS["hf"])]
+        others = [m for m in models if m.name not in ("sar", *VARIANTS["hf"])]
         cases += [(d, m.name, a) for m in others for d in datasets for a in m.attentions]
         ids = [f"{d}-{a}-ce" if m == "sar" else f"{d}-{m}-{a}-ce" for d, m, a in cases]
         metafunc.parametrize(("dataset", "model", "attention"), cases, ids=ids)
@@ -52,12 +58,18 @@ def _paper_band(record):
 
 
 def vanilla(dataset, model, attention, bench, run):
+    records = []
     for seed in range(bench.seeds):
         record = run(table="vanilla", dataset=dataset, design="vanilla", attention=attention, seed=seed, model=model)
         check_record(record, bench, _paper_band)
+        records.append(record)
+    if bench.against:  # --against: the paper's AE and AR from their stored ranks, user by user
+        check_against(records, bench)
 
 
 def direction(dataset, bench, run):
+    if bench.model and bench.model != "sar":
+        pytest.skip(f"--model {bench.model}: only that model's cases run (the direction compares the paper's AE and AR)")
     runs = {a: [run(table="vanilla", dataset=dataset, design="vanilla", attention=a, seed=s)
                 for s in range(bench.seeds)] for a in ("AE", "AR")}
     check_direction(dataset, runs, bench, PAPER_DIRECTION.get(dataset), f"the paper makes no claim on {dataset}")

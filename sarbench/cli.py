@@ -621,8 +621,16 @@ def add_tune_commands(sub) -> None:
     add_tune_parser(sub)
 
 
+def add_compare_and_plan_commands(sub) -> None:
+    """``compare`` (a model against the committed AE and AR) and ``plan`` (a selection's cost): compare_command.py."""
+    from .compare_command import add_compare_commands, add_plan_commands
+
+    add_compare_commands(sub)
+    add_plan_commands(sub)
+
+
 COMMAND_GROUPS: list[Callable] = [add_data_commands, add_train_commands, add_run_commands, add_report_commands,
-                                  add_tune_commands]
+                                  add_tune_commands, add_compare_and_plan_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,6 +59,8 @@ class BenchState:
     user_baseline: Path | None = None  # a smoke.json of the user's: their datasets' and models' cases
     ran_cases: list = field(default_factory=list)
     checks: list = field(default_factory=list)  # what each case's checks found, in words (check_record)
+    model: str | None = None  # --model: only this registered model's cases run
+    against: str | None = None  # --against: compare its records with these AE/AR references ("packaged": ours)
 
 
 STATE = pytest.StashKey[BenchState]()
@@ -120,6 +122,13 @@ def pytest_addoption(parser):
     group.addoption("--baseline-file", default=None, metavar="FILE",
                     help="smoke baseline of your own datasets' and models' cases: their first run records it, "
                          "later runs compare with it (default: <results>/baseline/smoke.json)")
+    group.addoption("--model", default=None, metavar="NAME",
+                    help="run only this registered model's cases (e.g. gru4rec, or your own); the paper's AE and AR "
+                         "are not trained (default: every model)")
+    group.addoption("--against", default=None, metavar="DIR",
+                    help="test each case's records user by user against the paper's AE and AR of this folder of "
+                         "reference records ('packaged': those shipped with sarbench), without retraining them "
+                         "(default: no comparison)")
     group.addoption("--update-baseline", action="store_true", default=False,
                     help="write this run's smoke results into the committed smoke baseline instead of "
                          "failing on moved numbers (default: compare)")
@@ -215,6 +224,8 @@ def bench_state(config) -> BenchState:
         baseline=load_smoke(config.rootpath / BASELINE_DIR),
         baseline_dir=config.rootpath / BASELINE_DIR,
         user_baseline=Path(config.getoption("--baseline-file") or results / "baseline" / "smoke.json"),
+        model=config.getoption("--model"),
+        against=config.getoption("--against"),
     )
     return st
 
@@ -250,10 +261,16 @@ def table_requested(config, table: str) -> bool:
 
 
 def bench_models(config) -> list:
-    """The registered models (sarbench.models.interface): the paper's "sar", then the others by name."""
+    """The registered models (sarbench.models.interface): the paper's "sar", then the others by name;
+    only the one ``--model`` names when given."""
     from .models.interface import registered
 
     models = registered()
+    wanted = config.getoption("--model", default=None)
+    if wanted:
+        if wanted not in models:
+            raise pytest.UsageError(f"--model: no registered model {wanted!r}; registered: {', '.join(sorted(models))}")
+        return [models[wanted]]
     return [models["sar"], *(models[n] for n in sorted(models) if n != "sar")]
 
 
@@ -292,6 +309,47 @@ def _group_for_xdist(items) -> None:
         for item in last:
             item.add_marker(pytest.mark.xdist_group(analysis_group))
         items[:] = [i for i in items if i not in last] + last
+
+
+def plan_lines(config, items) -> list[str]:
+    """At --scale paper, the cost of the collected Table 4 cases (sarbench.plan) before any trains."""
+    if config.getoption("--scale", default="smoke") != "paper" or hasattr(config, "workerinput"):
+        return []
+    cases = []
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        if getattr(item, "originalname", "") == "vanilla" and spec is not None:
+            p = spec.params
+            cases.append(dict(table="vanilla", dataset=p["dataset"], design="vanilla", attention=p["attention"],
+                              model=p["model"]))
+    if not cases:
+        return []
+    from .data import DatasetMissing
+    from .plan import measure_case, history_records
+
+    import torch
+
+    st = bench_state(config)
+    threads = torch.get_num_threads() if st.device == "cpu" else 0  # paper scale: torch's default threads
+    rows, missing = [], []
+    for case in cases:
+        try:
+            rows.append(measure_case(case, data=st.data, scale=st.scale, device=st.device, history=history_records()))
+        except DatasetMissing:
+            missing.append(case["dataset"])
+    if not rows:
+        return []
+    total = sum(r.total_s for r in rows)
+    lines = [f"sarbench plan ({threads or 'GPU'} thread{'s' if threads != 1 else ''}): {r.case_id} "
+             f"{(r.flops_train + r.flops_valid) / 1e12:.2f} TFLOP/epoch x {r.epochs:.0f} epochs ({r.epochs_from}), "
+             f"{r.peak_bytes / 2**20:.0f} MiB, {r.epoch_s:.0f} s/epoch, {r.total_s / 3600:.2f} h" for r in rows]
+    lines.append(f"sarbench plan: {len(rows)} case(s), {total / 3600:.1f} h one after the other on this device"
+                 + (f" (datasets missing: {', '.join(sorted(set(missing)))})" if missing else ""))
+    return lines
+
+
+def pytest_report_collectionfinish(config, start_path, items):
+    return plan_lines(config, items) or None
 
 
 def pytest_report_header(config):

@@ -1,0 +1,240 @@
+"""What a run will cost before it starts: FLOPs, epochs, peak memory and time per case.
+
+For each case the plan builds the case's real trainer on its real data (the configuration of
+``run_case``) and measures, in a few seconds:
+
+* **matrix FLOPs per epoch**: ``torch.utils.flop_counter.FlopCounterMode`` counts the forward and
+  backward matrix products of a few of the epoch's own batches, chosen across the batch lengths (the
+  epoch groups users of similar length, so batches differ in cost), and of the validation of a
+  sample of users; scaled to the epoch's batches and the evaluated users;
+* **time per epoch** on this device with ``threads`` CPU threads: the same batches timed as real
+  training steps (loss, backward, clipping, optimiser step) after one warm-up step, and the timed
+  validation of the user sample, scaled the same way;
+* **peak memory** of training: parameters, gradients, the two Adam moments and the kept best state,
+  plus the largest sampled batch's tensors saved for backward (measured with
+  ``torch.autograd.graph.saved_tensors_hooks``) and the training windows;
+* **expected epochs**: the mean epochs of committed records of the same case (any seed), else of
+  the same dataset and attention, else an assumption (three patiences) that the table marks.
+
+The estimate of a case is ``epochs x (train + validation) + one test``; CPU time is that times the
+threads. It assumes the machine is as busy during the run as during the calibration.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+PAPER_DATASETS = ("beauty", "sports", "video", "yelp", "ml-1m")
+SAMPLE_BATCHES = 4
+SAMPLE_USERS = 1024
+
+
+@dataclass(frozen=True)
+class CaseCost:
+    """The plan of one case (seconds are wall time of one run with ``threads`` threads)."""
+
+    case_id: str
+    flops_train: float  # matrix FLOPs of one training epoch (forward + backward)
+    flops_valid: float  # of one validation pass over every evaluated user
+    epochs: float
+    epochs_from: str  # "records (n)", "dataset (n)" or "assumed"
+    peak_bytes: int
+    train_s: float  # one training epoch; NaN without calibration
+    valid_s: float  # one validation pass
+
+    @property
+    def epoch_s(self) -> float:
+        return self.train_s + self.valid_s
+
+    @property
+    def total_s(self) -> float:
+        return self.epochs * self.epoch_s + self.valid_s  # + the test, which costs a validation
+
+
+def selected_cases(marker: str = "vanilla", datasets: str | None = None, models: str | None = None,
+                   scale: str = "paper") -> list[dict]:
+    """The cases of one table (``vanilla``, ``design``, ``hf``) as ``run_case`` keyword sets."""
+    names = [d.strip() for d in datasets.split(",")] if datasets else list(PAPER_DATASETS)
+    extra = [m.strip() for m in models.split(",")] if models else []
+    cases = []
+    for d in names:
+        if marker == "vanilla":
+            cases += [dict(table="vanilla", dataset=d, design="vanilla", attention=a, model="sar") for a in ("AE", "AR")]
+            for m in extra:
+                from .models.interface import get_spec
+
+                cases += [dict(table="vanilla", dataset=d, design="vanilla", attention=a, model=m)
+                          for a in get_spec(m).attentions]
+        elif marker == "design":
+            cases += [dict(table="design", dataset=d, design=g, attention=a, model="sar")
+                      for g in ("local", "ssept", "ce", "bpr") for a in ("AE", "AR")]
+        elif marker == "hf":
+            cases += [dict(table="hf", dataset=d, design="vanilla", attention=a, model=m)
+                      for m in ("albert", "llama", "transfo_xl") for a in ("AE", "AR")]
+        else:
+            raise ValueError(f"marker must be vanilla, design or hf, got {marker!r}")
+    return cases
+
+
+def _case_id(case: dict, loss: str) -> str:
+    from .cases import DESIGN_VARIANT, case_id
+
+    if case["model"] != "sar":
+        return case_id(case["table"], case["dataset"], case["attention"], loss, case["model"])
+    variant = "" if case["table"] == "vanilla" else DESIGN_VARIANT[case["design"]]
+    return case_id(case["table"], case["dataset"], case["attention"], loss, variant)
+
+
+def expected_epochs(case_id: str, dataset: str, attention: str, history: Sequence, patience: int) -> tuple[float, str]:
+    """Mean epochs of ``history`` records of the case, else of the dataset and attention, else 3 patiences."""
+    same = [r.epochs for r in history if r.case_id == case_id and r.scale == "paper" and r.epochs]
+    if same:
+        return float(np.mean(same)), f"records ({len(same)})"
+    near = [r.epochs for r in history if r.dataset == dataset and r.attention == attention and r.scale == "paper"
+            and r.epochs]
+    if near:
+        return float(np.mean(near)), f"dataset ({len(near)})"
+    return float(3 * patience), "assumed"
+
+
+def history_records(source: str | None = None) -> list:
+    """Records that say how many epochs a case takes: ``source``, else the packaged references and, in a
+    checkout, the committed paper-scale records."""
+    from .references import load_references
+    from .store import ResultStore
+
+    if source:
+        return ResultStore(source).records()
+    records = load_references()
+    checkout = Path(__file__).resolve().parent.parent / "reports" / "baseline" / "paper"
+    seen = {r.key for r in records}
+    if checkout.is_dir():
+        records += [r for r in ResultStore(checkout).records() if r.key not in seen]
+    return records
+
+
+def _saved_bytes(fn) -> tuple[int, object]:
+    """(bytes of the distinct tensors autograd saves for backward while ``fn()`` runs, its result)."""
+    seen: dict[tuple, int] = {}
+
+    def pack(t):
+        if t.device.type != "meta":
+            seen[(t.untyped_storage().data_ptr(), t.device.type)] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return sum(seen.values()), out
+
+
+def _step(trainer, idx) -> None:
+    x, users, y = trainer._batch(idx)
+    loss = trainer._loss(x, users, y)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if trainer.cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.cfg.grad_clip)
+    trainer.optimizer.step()
+
+
+def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Sequence = (),
+                 calibrate: bool = True) -> CaseCost:
+    """The :class:`CaseCost` of one case (see the module docstring)."""
+    from .cases import configure
+    from .evaluate import evaluate
+    from .train import Trainer, batches
+
+    ds = data.get(case["dataset"], scale)
+    model_cfg, train_cfg = configure(case["dataset"], case["design"], case["attention"], ds, scale, 0, device,
+                                     model=case["model"])
+    split = ds.split()
+    trainer = Trainer(model_cfg, train_cfg, split)
+    cid = _case_id(case, train_cfg.loss)
+    batch_list = batches(trainer.lengths_cpu, train_cfg.batch_size, train_cfg.length_buckets,
+                         torch.Generator().manual_seed(0))
+    by_len = sorted(batch_list, key=lambda idx: (int(trainer.lengths_cpu[idx].max()), len(idx)))
+    picks = [by_len[min(len(by_len) - 1, int((i + 0.5) * len(by_len) / SAMPLE_BATCHES))]
+             for i in range(min(SAMPLE_BATCHES, len(by_len)))]
+    trainer.model.train()
+    flops, saved = [], []
+    for idx in picks:
+        with FlopCounterMode(display=False) as counter:
+            nbytes, _ = _saved_bytes(lambda: _step(trainer, idx))
+        flops.append(counter.get_total_flops())
+        saved.append(nbytes)
+    n_eval = len(split.eval_users)
+    sample = np.sort(np.random.default_rng(0).choice(n_eval, min(SAMPLE_USERS, n_eval), replace=False))
+    valid_kwargs = dict(stage="valid", ks=train_cfg.ks, exclude=train_cfg.exclusion, max_len=trainer.fields.max_len,
+                        device=device, users=sample)
+    trainer.model.eval()
+    with FlopCounterMode(display=False) as counter:
+        evaluate(trainer.model, split, **valid_kwargs)
+    flops_valid = counter.get_total_flops() * n_eval / len(sample)
+    train_s = valid_s = math.nan
+    if calibrate:
+        trainer.model.train()
+        _step(trainer, picks[0])  # warm-up
+        times = []
+        for idx in picks:
+            start = time.perf_counter()
+            _step(trainer, idx)
+            times.append(time.perf_counter() - start)
+        train_s = float(np.mean(times)) * len(batch_list)
+        trainer.model.eval()
+        start = time.perf_counter()
+        evaluate(trainer.model, split, **valid_kwargs)
+        valid_s = (time.perf_counter() - start) * n_eval / len(sample)
+    params = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
+    windows = sum(t.numel() * t.element_size() for t in (trainer.inputs, trainer.targets))
+    epochs, source = expected_epochs(cid, case["dataset"], case["attention"], history, train_cfg.patience)
+    epochs = min(epochs, train_cfg.max_epochs)
+    return CaseCost(case_id=cid, flops_train=float(np.mean(flops)) * len(batch_list), flops_valid=flops_valid,
+                    epochs=epochs, epochs_from=source, peak_bytes=5 * params + max(saved) + windows,
+                    train_s=train_s, valid_s=valid_s)
+
+
+def plan_cases(cases: Iterable[dict], *, data_dir=None, scale: str = "paper", threads: int = 1, device: str = "cpu",
+               history: str | None = None, calibrate: bool = True) -> list[CaseCost]:
+    """:func:`measure_case` for each case, with ``threads`` torch threads."""
+    from .cases import SCALES, DataCache, torch_threads
+
+    data = DataCache(data_dir)
+    past = history_records(history)
+    with torch_threads(threads):
+        return [measure_case(c, data=data, scale=SCALES[scale], device=device, history=past, calibrate=calibrate)
+                for c in cases]
+
+
+def _hours(seconds: float) -> str:
+    return "n/a" if math.isnan(seconds) else f"{seconds / 3600:.2f}"
+
+
+def render_plan(rows: Sequence[CaseCost], threads: int = 1) -> str:
+    """A Markdown table of the plan, one row per case, and the total."""
+    head = ("| case | TFLOP/epoch (train + valid) | epochs (from) | peak memory | s/epoch (train + valid) | "
+            f"wall h | CPU h ({threads} thread{'s' if threads != 1 else ''}) |")
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.case_id} | {r.flops_train / 1e12:.2f} + {r.flops_valid / 1e12:.2f} | "
+                     f"{r.epochs:.0f} ({r.epochs_from}) | {r.peak_bytes / 2**20:.0f} MiB | "
+                     f"{r.train_s:.1f} + {r.valid_s:.1f} | {_hours(r.total_s)} | {_hours(r.total_s * threads)} |")
+    total = sum(r.total_s for r in rows)
+    flops = sum(r.epochs * (r.flops_train + r.flops_valid) for r in rows)
+    lines.append(f"\nTotal: {len(rows)} cases, {flops / 1e15:.1f} PFLOP, {_hours(total)} h of runs one after the "
+                 f"other, {_hours(total * threads)} CPU-hours.")
+    assumed = [r.case_id for r in rows if r.epochs_from == "assumed"]
+    if assumed:
+        lines.append(f"Epochs assumed (no record of the case or its dataset): {', '.join(assumed)}.")
+    return "\n".join(lines)
+
+
+__all__ = ["CaseCost", "expected_epochs", "history_records", "measure_case", "plan_cases", "render_plan",
+           "selected_cases"]

@@ -1,0 +1,79 @@
+"""sarbench plan: FLOPs counted on real batches, epochs from records, a timed calibration."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sarbench import cli
+from sarbench.cases import DataCache, Scale
+from sarbench.plan import CaseCost, expected_epochs, measure_case, render_plan, selected_cases
+from sarbench.store import make_record
+
+SCALE = Scale("paper", max_epochs=1000, patience=20)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return DataCache(None)
+
+
+@pytest.mark.parametrize("attention", ["AE", "AR"])
+def test_counted_flops_lie_between_the_output_layer_and_a_fully_padded_network(data, attention):
+    """The softmax layer alone costs 6 x targets x d x items FLOPs per epoch (forward, and the two
+    gradients); on top, each layer costs at most 3 x 2 x (12 d^2 + 2 L d) per token (projections, FFN of
+    4d, scores and values) when every row is padded to the window L. The count lies between the two."""
+    from sarbench.cases import configure
+    from sarbench.train import targets_per_user, training_windows
+
+    case = dict(table="vanilla", dataset="synthetic", design="vanilla", attention=attention, model="sar")
+    cost = measure_case(case, data=data, scale=SCALE, calibrate=False)
+    ds = data.get("synthetic", SCALE)
+    model, train = configure("synthetic", "vanilla", attention, ds, SCALE, 0, "cpu")
+    _, _, _, lengths = training_windows(ds.split().train, attention, model.max_len)
+    targets = targets_per_user(lengths, attention, model.max_len, model.mask_prob).sum()
+    d, L = model.hidden, model.max_len
+    output = 6 * targets * d * ds.num_items
+    network = 3 * 2 * len(lengths) * L * model.layers * (12 * d * d + 2 * L * d) + 3 * 2 * targets * d * d
+    assert output < cost.flops_train <= output + network
+    assert cost.flops_valid >= 2 * len(ds.split().eval_users) * model.hidden * ds.num_items
+    assert math.isnan(cost.train_s) and cost.peak_bytes > 0
+
+
+def test_calibration_times_real_steps(data):
+    case = dict(table="vanilla", dataset="synthetic", design="vanilla", attention="AR", model="sar")
+    cost = measure_case(case, data=data, scale=SCALE)
+    assert 0 < cost.train_s < 600 and 0 < cost.valid_s < 600
+    assert cost.total_s == pytest.approx(cost.epochs * (cost.train_s + cost.valid_s) + cost.valid_s)
+
+
+def _rec(case_id, dataset, attention, epochs, seed=0):
+    return make_record(case_id=case_id, table="vanilla", dataset=dataset, model="sar", attention=attention,
+                       loss="ce", config={}, fingerprint="f" * 16, seed=seed, scale="paper", metrics={},
+                       epochs=epochs)
+
+
+def test_expected_epochs_come_from_the_case_then_the_dataset_then_an_assumption():
+    history = [_rec("vanilla[video-AR-ce]", "video", "AR", 40), _rec("vanilla[video-AR-ce]", "video", "AR", 50, 1),
+               _rec("vanilla[video-AE-ce]", "video", "AE", 70)]
+    assert expected_epochs("vanilla[video-AR-ce]", "video", "AR", history, 20) == (45.0, "records (2)")
+    assert expected_epochs("vanilla[video-gru4rec-AR-ce]", "video", "AR", history, 20) == (45.0, "dataset (2)")
+    assert expected_epochs("vanilla[beauty-AR-ce]", "beauty", "AR", history, 20) == (60.0, "assumed")
+
+
+def test_selection_and_table():
+    cases = selected_cases("vanilla", "video,ml-1m", "gru4rec")
+    assert [(c["dataset"], c["model"], c["attention"]) for c in cases] == [
+        ("video", "sar", "AE"), ("video", "sar", "AR"), ("video", "gru4rec", "AR"),
+        ("ml-1m", "sar", "AE"), ("ml-1m", "sar", "AR"), ("ml-1m", "gru4rec", "AR")]
+    row = CaseCost("vanilla[video-AR-ce]", 1.5e12, 1e11, 45, "records (1)", 200 * 2**20, 50.0, 7.0)
+    text = render_plan([row, row])
+    assert "| vanilla[video-AR-ce] | 1.50 + 0.10 | 45 (records (1)) | 200 MiB | 50.0 + 7.0 | 0.71 | 0.71 |" in text
+    assert "Total: 2 cases" in text and "1.43 h" in text
+
+
+def test_the_command_prints_a_plan(capsys):
+    assert cli.main(["plan", "--datasets", "synthetic", "--no-calibration"]) == 0
+    out = capsys.readouterr().out
+    assert "| vanilla[synthetic-AE-ce] |" in out and "| vanilla[synthetic-AR-ce] |" in out and "Total: 2 cases" in out
