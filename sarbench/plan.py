@@ -7,9 +7,9 @@ For each case the plan builds the case's real trainer on its real data (the conf
   backward matrix products of a few of the epoch's own batches, chosen across the batch lengths (the
   epoch groups users of similar length, so batches differ in cost), and of the validation of a
   sample of users; scaled to the epoch's batches and the evaluated users;
-* **time per epoch** on this device with ``threads`` CPU threads: the same batches timed as real
-  training steps (loss, backward, clipping, optimiser step) after one warm-up step, and the timed
-  validation of the user sample, scaled the same way;
+* **time per epoch** on this device with ``threads`` CPU threads: real training steps (loss,
+  backward, clipping, optimiser step) on the epoch's batches in random order for about five seconds
+  after one warm-up step, and the timed validation of the user sample, scaled to the whole epoch;
 * **peak memory** of training: parameters, gradients, the two Adam moments and the kept best state,
   plus the largest sampled batch's tensors saved for backward (measured with
   ``torch.autograd.graph.saved_tensors_hooks``) and the training windows;
@@ -33,8 +33,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 PAPER_DATASETS = ("beauty", "sports", "video", "yelp", "ml-1m")
-SAMPLE_BATCHES = 4
-SAMPLE_USERS = 1024
+SAMPLE_BATCHES = 4  # batches whose FLOPs are counted, across the batch lengths
+SAMPLE_USERS = 1024  # users of the timed and counted validation sample
+MIN_TIMED = 3  # at least this many batches are timed, in random order, for at least budget_s seconds
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def _step(trainer, idx) -> None:
 
 
 def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Sequence = (),
-                 calibrate: bool = True) -> CaseCost:
+                 calibrate: bool = True, budget_s: float = 5.0) -> CaseCost:
     """The :class:`CaseCost` of one case (see the module docstring)."""
     from .cases import configure
     from .evaluate import evaluate
@@ -182,12 +183,13 @@ def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Seque
     if calibrate:
         trainer.model.train()
         _step(trainer, picks[0])  # warm-up
-        times = []
-        for idx in picks:
-            start = time.perf_counter()
-            _step(trainer, idx)
-            times.append(time.perf_counter() - start)
-        train_s = float(np.mean(times)) * len(batch_list)
+        done, start = 0, time.perf_counter()
+        for i in np.random.default_rng(1).permutation(len(batch_list)):  # an unbiased sample of the epoch's batches
+            _step(trainer, batch_list[i])
+            done += 1
+            if done >= MIN_TIMED and time.perf_counter() - start >= budget_s:
+                break
+        train_s = (time.perf_counter() - start) / done * len(batch_list)
         trainer.model.eval()
         start = time.perf_counter()
         evaluate(trainer.model, split, **valid_kwargs)
