@@ -140,6 +140,8 @@ def configure(dataset: str, design: str, attention: str, ds: SequenceDataset, sc
         model_cfg, train_cfg = preset(f"{design}-{attention}", dataset, ds.num_items, ds.num_users)
     else:
         spec = get_spec(model)
+        if spec.defaults is None:
+            raise ValueError(f"model {model!r} declares no defaults (ModelSpec.defaults) to start a case from")
         if attention not in spec.attentions:
             raise ValueError(f"model {model!r} runs as {' or '.join(spec.attentions)} only, not {attention}")
         model_cfg, train_cfg = spec.defaults(attention, dataset, ds.num_items, ds.num_users)

@@ -44,8 +44,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .models.sar import SARConfig
-from .train import TrainConfig
+from .config import SARConfig, TrainConfig
 
 # Per-dataset settings of the authors' Table-4 script: heads, dropout, attention dropout, mask prob.
 VANILLA = {

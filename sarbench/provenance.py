@@ -31,8 +31,8 @@ RESULTS_VERSION = 3
 
 # Modules whose code computes what a record holds, relative to the package folder.
 RESULT_SOURCES = (
-    "models/*.py", "train.py", "optim.py", "evaluate.py", "metrics.py", "baselines.py", "cases.py", "smoke.py",
-    "presets.py",
+    "models/*.py", "config.py", "train.py", "optim.py", "evaluate.py", "metrics.py", "baselines.py", "cases.py",
+    "smoke.py", "presets.py",
     "data/sequences.py", "data/readers.py", "data/preprocess.py", "data/raw.py", "data/synthetic.py",
 )
 

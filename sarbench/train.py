@@ -35,64 +35,13 @@ import torch
 
 from .data import SequenceDataset, Split
 from .evaluate import EvalResult, evaluate
-from .evaluate import PAPER_RULE, RULES
 from .models.losses import chunked_cross_entropy, sample_negatives, sampled_loss
-from .models.interface import build_model, training_fields
-from .models.sar import SARConfig
+from .config import SARConfig, TrainConfig, training_fields
+from .models.interface import build_model
 from .optim import BertAdamW
 from .store import identity_config
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    loss: str = "ce"  # "ce" over all items, or "bpr" / "bce" with sampled negatives
-    num_negatives: int = 1  # negatives per positive for bpr / bce
-    # bpr / bce negatives are uniform over the items except: "own" the position's own target, or
-    # "sequence" every target of the sequence (the authors' modular code does this for AR)
-    negatives: str = "own"
-    # "bert_adamw" (the authors' Table-4 optimiser: AdamW without bias correction, see optim.py),
-    # "adamw" (torch's, with bias correction) or "adam" (L2 decay); the AdamW kinds decay no bias or norm.
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8  # optimiser epsilon (torch's default; the authors' Table-4 code: 1e-6)
-    decay_all: bool = False  # AdamW kinds: decay every parameter (the authors' local_attn); else none on biases/norms
-    grad_clip: float = 5.0  # max gradient norm; 0 = off
-    batch_size: int = 256
-    max_epochs: int = 1000
-    eval_every: int = 1  # validate every N epochs
-    patience: int = 20  # stop after this many epochs without a better validation metric (paper: 20)
-    metric: str = "R@10"  # validation metric for early stopping
-    ks: tuple[int, ...] = (5, 10, 20)
-    # seen items excluded at validation (early stopping) and as the test's primary metrics: "input"
-    # (the ids in the model's input window, the authors' rule), "history" or "none"; test results
-    # always carry both "input" and "history" (see evaluate.py)
-    exclusion: str = PAPER_RULE
-    eval_users: int = 0  # > 0: validate and test on this many users only (smoke runs)
-    # pool size in batches for length grouping, with the loss weighted per target (module doc);
-    # 0 or 1 = plain random batches with the per-batch mean, as the authors
-    length_buckets: int = 8
-    seed: int = 0
-    deterministic: bool = False
-    device: str = "cpu"
-    precision: str = "fp32"  # "fp32" (the authors') or "bf16" (autocast on CUDA; CPU always runs fp32)
-    progress: bool = True
-    max_minutes: float = 0.0  # > 0: stop after this process trained this long (then test the best state)
-
-    def __post_init__(self):
-        if self.loss not in ("ce", "bpr", "bce"):
-            raise ValueError(f"loss must be 'ce', 'bpr' or 'bce', got {self.loss!r}")
-        if self.optimizer not in ("adam", "adamw", "bert_adamw"):
-            raise ValueError(f"optimizer must be 'adam', 'adamw' or 'bert_adamw', got {self.optimizer!r}")
-        if self.exclusion not in RULES:
-            raise ValueError(f"exclusion must be one of {', '.join(RULES)}, got {self.exclusion!r}")
-        if self.negatives not in ("own", "sequence"):
-            raise ValueError(f"negatives must be 'own' or 'sequence', got {self.negatives!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,6 +1,6 @@
 """The paper's attention analysis: the measures (measures.py: L1/L2 sparsity, noise-based hard-threshold
 rank), the study of trained models (study.py: which models, their attention on test users) and its
-tables (tables.py: Tables 2-3 beside the paper's, the ordering claims). Figures: sarbench.report.figures.
+tables (tables.py: Tables 2-3 beside the paper's, the ordering claims). Figures: figures.py.
 """
 
 from .measures import *  # noqa: F401,F403

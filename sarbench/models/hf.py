@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import TrainConfig
 from .interface import ModelSpec, SequentialRecommender
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
@@ -228,8 +229,7 @@ def table6_defaults(config_cls, attention: str, dataset: str, num_items: int, nu
     of the model config or of TrainConfig. An unknown key, ``num_items``/``attention`` (fixed by the
     case) or a name of both configs is an error naming it.
     """
-    from ..presets import max_len
-    from ..train import TrainConfig
+    from ..data import dataset_max_len
 
     model_fields = {f.name for f in dataclasses.fields(config_cls)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -239,7 +239,7 @@ def table6_defaults(config_cls, attention: str, dataset: str, num_items: int, nu
     if unknown:
         raise KeyError(f"{config_cls.__name__} overrides: unknown or fixed key(s) {', '.join(unknown)}; valid: "
                        f"{', '.join(sorted((model_fields | train_fields) - bad))}")
-    model = {"max_len": max_len(dataset), "hidden": 64, "layers": 2, **base_settings(dataset), **fixed}
+    model = {"max_len": dataset_max_len(dataset), "hidden": 64, "layers": 2, **base_settings(dataset), **fixed}
     train = {"loss": "ce", "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "betas": (0.9, 0.98), "eps": 1e-8,
              "grad_clip": 0.0, "batch_size": 128, "max_epochs": 1000, "patience": 20, "precision": "fp32"}
     for key, value in overrides.items():
