@@ -27,6 +27,7 @@ import torch
 
 from .baselines import MostPopular
 from .data import SYNTHETIC, SequenceDataset, is_paper_data, load_dataset
+from .designs import DESIGNS, PAPER_MODEL, Case, case_id  # noqa: F401  (case_id: re-exported)
 from .evaluate import DEFAULT_RULES, evaluate
 from .models.interface import build_model, get_spec
 from .presets import preset
@@ -121,14 +122,8 @@ class DataCache:
         return self._loaded[key]
 
 
-# Paper column group of each design preset (Table 5).
-DESIGN_VARIANT = {"vanilla": "vanilla", "local": "local_attn", "ssept": "ssept", "ce": "loss_ce", "bpr": "loss_bpr",
-                  "bce": "loss_bce"}
-
-
-def case_id(table: str, dataset: str, attention: str, loss: str, variant: str = "") -> str:
-    middle = f"{variant}-" if variant else ""
-    return f"{table}[{dataset}-{middle}{attention}-{loss}]"
+# Paper column group of each design preset (Table 5), as declared in designs.py.
+DESIGN_VARIANT = {d.name: d.variant for d in DESIGNS.values()}
 
 
 def configure(dataset: str, design: str, attention: str, ds: SequenceDataset, scale: Scale, seed: int,
@@ -190,15 +185,12 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
     ds = data.get(dataset, scale)
     model_cfg, train_cfg = configure(dataset, design, attention, ds, scale, seed, device, model_overrides, model,
                                      train_overrides)
-    if model == "sar":
-        variant = variant or DESIGN_VARIANT[design]
-        family = "bert4rec" if design == "vanilla" else "modsar"
-        cid = case_id(table, dataset, attention, train_cfg.loss, "" if table == "vanilla" else variant)
-        config = {"model": asdict(model_cfg), "train": asdict(train_cfg)}
-    else:
-        variant = family = model
-        cid = case_id(table, dataset, attention, train_cfg.loss, model)
-        config = {"model": asdict(model_cfg), "train": asdict(train_cfg), "model_name": model}
+    case = Case(table=table, dataset=dataset, attention=attention, design=design, model=model, loss=train_cfg.loss,
+                seed=seed, scale=scale.name, variant=variant or "")
+    variant, family, cid = case.group, case.network, case.id
+    config = {"model": asdict(model_cfg), "train": asdict(train_cfg)}
+    if model != PAPER_MODEL:
+        config["model_name"] = model
     key = make_key(cid, config, ds.fingerprint(), seed, scale.name)
     ckpt = (checkpoints / f"{key}.pt") if checkpoints else None
     # Held from the look-up to the write: a second process on this results folder waits here, then reuses the record.

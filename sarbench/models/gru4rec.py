@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-from ..config import TrainConfig
+from ..config import Attention, TrainConfig
 from .interface import ModelSpec, SequentialRecommender
 
 
@@ -37,7 +37,7 @@ class GRU4RecConfig:
     dropout: float = 0.25  # on the embeddings and between GRU layers
 
     def __post_init__(self):
-        if self.attention != "AR":
+        if self.attention != Attention.AR:
             raise ValueError(f"GRU4Rec is causal by construction: attention must be 'AR', got {self.attention!r}")
         if self.layers < 1 or self.hidden < 1:
             raise ValueError(f"GRU4Rec needs layers >= 1 and hidden >= 1, got {self.layers} and {self.hidden}")

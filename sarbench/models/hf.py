@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import TrainConfig
+from ..config import ATTENTIONS, Attention, TrainConfig
 from .interface import ModelSpec, SequentialRecommender
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
@@ -69,7 +69,7 @@ class BackboneConfig:
 
     def __post_init__(self):
         name = type(self).__name__
-        if self.attention not in ("AE", "AR"):
+        if self.attention not in ATTENTIONS:
             raise ValueError(f"{name}.attention must be 'AE' or 'AR', got {self.attention!r}")
         if self.num_items < 1 or self.max_len < 2:
             raise ValueError(f"{name} needs num_items >= 1 and max_len >= 2, got {self.num_items} and {self.max_len}")
@@ -184,7 +184,7 @@ class AlbertRecommender(HFRecommender):
         return AlbertModel(config, add_pooling_layer=False)
 
     def backbone_mask(self, items):
-        if self.cfg.attention == "AE":
+        if self.cfg.attention == Attention.AE:
             return super().backbone_mask(items)
         dtype = self.backbone.get_input_embeddings().weight.dtype
         return prepared_mask(items, causal=True, implementation=self.cfg.attn_implementation, dtype=dtype)
@@ -199,7 +199,7 @@ class LlamaRecommender(HFRecommender):
             num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
             hidden_act="gelu", max_position_embeddings=cfg.max_len, attention_dropout=cfg.dropout,
             pad_token_id=0, bos_token_id=None, eos_token_id=None, use_cache=False,
-            is_causal=cfg.attention == "AR", attn_implementation=cfg.attn_implementation,
+            is_causal=cfg.attention == Attention.AR, attn_implementation=cfg.attn_implementation,
         )
         return LlamaModel(config)
 

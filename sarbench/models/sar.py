@@ -58,7 +58,7 @@ def attention_mask(real: torch.Tensor, attention: str, heads: int = 1, window: i
     L = real.shape[1]
     allowed = real[:, None, None, :]  # (B, 1, 1, L): keys must be items, not padding
     i = torch.arange(L, device=real.device)
-    if attention == "AR":
+    if attention == Attention.AR:
         allowed = allowed & (i[None, :] <= i[:, None])  # (B, 1, L, L): key j <= query i
     local = window > 0 and local_heads > 0
     if local:
@@ -67,7 +67,7 @@ def attention_mask(real: torch.Tensor, attention: str, heads: int = 1, window: i
         head_mask = near | ~is_local[:, None, None]  # (H, L, L)
         allowed = allowed & head_mask
     allowed = allowed.expand(-1, -1, L, -1) if allowed.shape[2] == 1 else allowed
-    return Mask(allowed, causal=attention == "AR" and not local)
+    return Mask(allowed, causal=attention == Attention.AR and not local)
 
 
 # --- the blocks ----------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ does nothing for this case (``mask_prob`` for AR, SSE-PT rates without user embe
 
 from __future__ import annotations
 
+import enum
 import itertools
 import json
 import math
@@ -42,8 +43,7 @@ import typing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..models.sar import SARConfig
-from ..train import TrainConfig
+from ..config import Attention, SARConfig, TrainConfig
 
 
 class SpaceError(ValueError):
@@ -129,7 +129,7 @@ class Space:
 
     def for_attention(self, attention: str) -> "Space":
         """The space an ``attention`` case searches: AR drops ``mask_prob`` from the grid."""
-        if attention != "AR" or "mask_prob" not in self.axes:
+        if attention != Attention.AR or "mask_prob" not in self.axes:
             return self
         return replace(self, grid=tuple((k, v) for k, v in self.grid if k != "mask_prob"))
 
@@ -227,6 +227,8 @@ def _coerce(where: str, key: str, value, typ):
     elif typ is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
+    elif isinstance(typ, type) and issubclass(typ, enum.Enum):  # Attention: its text
+        ok = value in set(typ)
     else:
         ok = isinstance(value, typ)
     if not ok:
@@ -321,7 +323,7 @@ def check_space(space: Space, model_cfg: SARConfig, train_cfg: TrainConfig) -> S
 def _check_useful(space: Space, model_cfg: SARConfig) -> None:
     """Reject parameters that cannot change this case's result (each value would rerun the same trial)."""
     keys = {k for k, _ in space.grid}
-    if model_cfg.attention == "AR" and "mask_prob" in keys:
+    if model_cfg.attention == Attention.AR and "mask_prob" in keys:
         raise SpaceError(f"space {space.name}: 'mask_prob' does nothing for AR (the causal model masks nothing)")
     for key in ("sse_item_prob", "sse_user_prob"):
         if key in keys and not model_cfg.num_users:
