@@ -48,7 +48,8 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from ..config import TrainingFields, training_fields  # noqa: F401  (re-exported: the interface's fields)
+from .. import objective
+from ..config import ATTENTIONS, TrainingFields, training_fields  # noqa: F401  (re-exported: the interface's fields)
 
 log = logging.getLogger(__name__)
 
@@ -97,29 +98,12 @@ class SequentialRecommender(nn.Module):
     # --- evaluation, from the above -----------------------------------------------------------------
     def history_window(self, max_len: int) -> int:
         """History items in the evaluation input: AR reads max_len, AE max_len - 1 and a [MASK]."""
-        if self.fields.attention == "AR":
-            return max_len
-        return max(1, min(max_len, self.fields.max_len - 1))
+        return objective.history_window(self.fields, max_len)
 
     def eval_inputs(self, histories, lengths):
-        """Place the prediction slot: AR reads the last history position; AE appends [MASK].
-
-        ``histories`` (B, L) are each user's last min(len, max_len) items, left-aligned.
-        Returns (inputs, position of the prediction per user).
-        """
-        if self.fields.attention == "AR":
-            return histories, lengths - 1
-        L = histories.shape[1]
-        # AE: keep the last max_len-1 history items, then [MASK].
-        keep = torch.clamp(lengths, max=self.fields.max_len - 1)
-        shift = lengths - keep  # drop the oldest items of full-length histories
-        idx = torch.arange(L, device=histories.device)[None, :] + shift[:, None]
-        shifted = torch.gather(histories, 1, idx.clamp(max=L - 1)) * (idx < lengths[:, None])
-        width = min(L + 1, self.fields.max_len)
-        inputs = torch.zeros(len(histories), width, dtype=histories.dtype, device=histories.device)
-        inputs[:, : min(L, width)] = shifted[:, :width]
-        inputs[torch.arange(len(histories), device=histories.device), keep] = self.fields.mask_token
-        return inputs, keep
+        """Place the prediction slot (sarbench.objective.eval_inputs): AR reads the last history
+        position; AE appends [MASK]. Returns (inputs, position of the prediction per user)."""
+        return objective.eval_inputs(self.fields, histories, lengths)
 
     @torch.no_grad()
     def score(self, histories, lengths, users=None):
@@ -163,7 +147,7 @@ class ModelSpec:
     config: type
     build: Callable[[Any], SequentialRecommender]
     defaults: Callable[[str, str, int, int], tuple] | None = None
-    attentions: tuple[str, ...] = ("AE", "AR")
+    attentions: tuple[str, ...] = ATTENTIONS
     description: str = ""
 
     def __post_init__(self):
@@ -171,7 +155,7 @@ class ModelSpec:
             raise ValueError(f"model name {self.name!r}: use lowercase letters, digits and '_'")
         if not dataclasses.is_dataclass(self.config):
             raise TypeError(f"model {self.name!r}: config must be a dataclass, got {self.config!r}")
-        bad = [a for a in self.attentions if a not in ("AE", "AR")]
+        bad = [a for a in self.attentions if a not in ATTENTIONS]
         if not self.attentions or bad:
             raise ValueError(f"model {self.name!r}: attentions must be a non-empty subset of ('AE', 'AR'), got "
                              f"{self.attentions!r}")
