@@ -289,7 +289,7 @@ def test_user_attention_labels_the_mask_position():
 
 
 def test_study_case_computes_once_then_reads_the_cache(tmp_path, monkeypatch):
-    from sarbench.analysis import study as attention_study
+    from sarbench.analysis import cache as attention_study
     from sarbench.cases import model_path
     from sarbench.store import ResultStore, make_record
 
