@@ -44,6 +44,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import Attention, SARConfig, TrainConfig
+from ..designs import DESIGNS
 
 
 class SpaceError(ValueError):
@@ -361,19 +362,21 @@ _ONE_DROPOUT = (("attn_dropout", "dropout"),)
 _AUTHORS = "the authors' Ray-Tune grid (protocol.md section 5)"
 _BASE = (("mask_prob", _MASK), ("heads", _HEADS), ("dropout", _DROPOUT), ("hidden", _HIDDEN))
 _TENTHS = tuple(round(0.1 * k, 1) for k in range(1, 10))
+# A design's space is named by its column group (designs.py); its design and fixed settings come from there.
+_DESIGN_OF = {d.variant: d.name for d in DESIGNS.values()}
+_LOCAL = tuple((k, v) for k, v in DESIGNS["local"].model.items() if k != "heads")  # heads is an axis
 
 SPACES: dict[str, Space] = {
-    "loss_ce": Space("loss_ce", _BASE, _AUTHORS_FIXED, _ONE_DROPOUT, design="ce", source=_AUTHORS),
-    "loss_bce": Space("loss_bce", _BASE, _AUTHORS_FIXED, _ONE_DROPOUT, design="bce", source=_AUTHORS),
+    "loss_ce": Space("loss_ce", _BASE, _AUTHORS_FIXED, _ONE_DROPOUT, design=_DESIGN_OF["loss_ce"], source=_AUTHORS),
+    "loss_bce": Space("loss_bce", _BASE, _AUTHORS_FIXED, _ONE_DROPOUT, design=_DESIGN_OF["loss_bce"], source=_AUTHORS),
     "ssept": Space("ssept", (*_BASE, ("sse_item_prob", _MASK), ("sse_user_prob", _MASK)), _AUTHORS_FIXED,
-                   _ONE_DROPOUT, design="ssept", source=_AUTHORS),
+                   _ONE_DROPOUT, design=_DESIGN_OF["ssept"], source=_AUTHORS),
     "local_attn": Space("local_attn", (*_BASE, ("weight_decay", (0.0, 1e-4, 1e-2, 1.0))),
-                        (*_AUTHORS_FIXED, ("local_window", 2), ("local_heads", 1)), _ONE_DROPOUT, design="local",
-                        source=_AUTHORS),
+                        (*_AUTHORS_FIXED, *_LOCAL), _ONE_DROPOUT, design=_DESIGN_OF["local_attn"], source=_AUTHORS),
     "hf": Space("hf", _BASE[:3], (*_AUTHORS_FIXED, ("hidden", 64)), _ONE_DROPOUT, design=None, source=_AUTHORS),
     "vanilla": Space("vanilla", (("hidden", (32, 64, 128, 256, 512)), ("dropout", _TENTHS), ("attn_dropout", _TENTHS),
                                  ("layers", (1, 2, 4)), ("heads", (1, 2, 4)), ("mask_prob", _MASK)),
-                     design="vanilla", source="the paper's Section 2.2.3 (hyper-parameter tuning)"),
+                     design=_DESIGN_OF["vanilla"], source="the paper's Section 2.2.3 (hyper-parameter tuning)"),
 }
 
 
