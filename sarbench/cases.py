@@ -1,12 +1,13 @@
 """Benchmark cases: what one parametrized case of `pytest bench` trains, stores and reports.
 
-A case is (table, dataset, preset, loss, seed) at a scale. ``run_case`` trains it (or returns the
-stored record with the same configuration, data fingerprint, seed, scale and results version),
-tests it under both exclusion rules (the authors' input-window rule first, then the full history),
-evaluates the most-popular baseline on the same split, and writes one record to the results store
-the moment it finishes. A training checkpoint next to the store lets an interrupted case resume
-where it stopped; a record whose run did not finish (``stopped`` "time" or "interrupted") keeps its
-checkpoint, and the next run of the case continues it.
+A case is a :class:`sarbench.designs.Case` (table, dataset, model, design, attention, loss, seed,
+scale; its id names the record). ``run_case`` trains it (or returns the stored record with the same
+configuration, data fingerprint, seed, scale and results version), tests it under both exclusion
+rules (the authors' input-window rule first, then the full history), evaluates the most-popular
+baseline on the same split, and writes one record to the results store the moment it finishes. A
+training checkpoint next to the store lets an interrupted case resume where it stopped; a record
+whose run did not finish (``stopped`` "time" or "interrupted") keeps its checkpoint, and the next
+run of the case continues it.
 
 Scales:
     smoke: each real dataset's smoke subset (most active users, most frequent items, a 5-core; see
