@@ -25,7 +25,7 @@ from .data import (
     data_dir,
     load_dataset,
 )
-from .data.table1 import stats_rows  # noqa: F401  (re-exported: Table 1's rows)
+from .data.table1 import paper_verdict, stats_rows
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     print(f"users {st.users:,}, items {st.items:,}, interactions {st.interactions:,}, "
           f"avg length {st.avg_length:.2f}, density {st.density:.2e}")
     print(f"fingerprint: {result.fingerprint}")
-    print(f"paper's version: {_verdict(result.is_paper_version, result.paper_version_note)}")
+    print(f"paper's version: {paper_verdict(result.is_paper_version, result.paper_version_note)}")
     return 0
 
 

@@ -39,7 +39,8 @@ def _printed_count(n: int) -> str:
     return _count(n)
 
 
-def _verdict(is_paper: bool | None, note: str) -> str:
+def paper_verdict(is_paper: bool | None, note: str) -> str:
+    """The verdict on "is this the paper's version?": yes, no or unknown, with its reason."""
     word = {True: "yes", False: "no", None: "unknown"}[is_paper]
     reason = note.split(": ", 1)[1].split(" (", 1)[0] if ": " in note else note
     return f"{word} ({reason})"
@@ -81,7 +82,7 @@ def stats_rows(folder=None) -> tuple[list[dict], list[str]]:
             "dataset": name, "kind": "data", "source": path.name, "users": _count(st.users),
             "items": _count(st.items), "interactions": _count(st.interactions),
             "avg len": f"{st.avg_length:.2f}", "density": f"{st.density:.2e}",
-            "fingerprint": ds.fingerprint(), "sha256": checksum, "paper's version?": _verdict(is_paper, note),
+            "fingerprint": ds.fingerprint(), "sha256": checksum, "paper's version?": paper_verdict(is_paper, note),
         })
         p = info.paper
         rows.append({
