@@ -184,7 +184,7 @@ def _user_maps(bench, s, user, models=MODELS):
 
 
 def test_attention_figures(bench, study):
-    from sarbench.report.figures import figure_attention, figure_locality, figure_low_rank, figure_spectra
+    from sarbench.analysis.figures import figure_attention, figure_locality, figure_low_rank, figure_spectra
 
     studies = study.available()
     if not studies:

@@ -17,15 +17,15 @@ dataset, ``--datasets`` selects.
 
 import pytest
 
-from sarbench.cases import case_id
+from sarbench.config import ATTENTIONS
+from sarbench.designs import DESIGNS, Case
 from sarbench.paper import paper_cells
 from sarbench.regression import check_direction, check_paper_band, check_record
 
 pytestmark = pytest.mark.design
 
-# design preset -> (the paper's column group, its loss); loss_bce is beyond the paper (the authors' code has it)
-GROUPS = {"local": ("local_attn", "ce"), "ssept": ("ssept", "bce"), "ce": ("loss_ce", "ce"), "bpr": ("loss_bpr", "bpr"),
-          "bce": ("loss_bce", "bce")}
+# The designs of Table 5, as declared (sarbench/designs.py); loss_bce is beyond the paper (the authors' code has it)
+GROUPS = {name: d for name, d in DESIGNS.items() if d.table == "design"}
 
 CI_DATASETS = ("synthetic", "ml-1m")  # a plain `pytest`: the embedded data and one real subset
 # Dropped from a plain `pytest`, with the reason: on ml-1m's smoke subset the ModSAR AE cases did not beat
@@ -40,12 +40,12 @@ def pytest_generate_tests(metafunc):
     datasets = table_datasets(metafunc.config, "design", default=CI_DATASETS)
     dropped = set() if table_requested(metafunc.config, "design") else CI_DROPPED
     if metafunc.function.__name__ == "design":
-        cases = [(d, g, a) for d in datasets for g in GROUPS for a in ("AE", "AR") if (d, a) not in dropped]
-        ids = [f"{d}-{GROUPS[g][0]}-{a}-{GROUPS[g][1]}" for d, g, a in cases]
+        cases = [(d, g, a) for d in datasets for g in GROUPS for a in ATTENTIONS if (d, a) not in dropped]
+        ids = [Case("design", d, a, design=g).param_id for d, g, a in cases]
         metafunc.parametrize(("dataset", "group", "attention"), cases, ids=ids)
     elif metafunc.function.__name__ == "direction":
-        cases = [(d, g) for d in datasets for g in GROUPS if not {(d, "AE"), (d, "AR")} & dropped]
-        metafunc.parametrize(("dataset", "group"), cases, ids=[f"{d}-{GROUPS[g][0]}" for d, g in cases])
+        cases = [(d, g) for d in datasets for g in GROUPS if not {(d, a) for a in ATTENTIONS} & dropped]
+        metafunc.parametrize(("dataset", "group"), cases, ids=[f"{d}-{GROUPS[g].variant}" for d, g in cases])
 
 
 def _case(dataset, group, attention, seed):
@@ -71,9 +71,9 @@ def _paper_band(record):
 def _paper_claim(dataset, group):
     """(the attention whose N@10 cell is higher in the paper's Table 5 for this group, or None, and why)."""
     paper = paper_cells("design")
-    paper = paper[(paper.dataset == dataset) & (paper.variant == GROUPS[group][0]) & (paper.metric == "N@10")]
+    paper = paper[(paper.dataset == dataset) & (paper.variant == GROUPS[group].variant) & (paper.metric == "N@10")]
     if paper.empty:
-        return None, f"the paper has no {GROUPS[group][0]} cell on {dataset}"
+        return None, f"the paper has no {GROUPS[group].variant} cell on {dataset}"
     ar, ae = (float(paper[paper.attention == a].value.iloc[0]) for a in ("AR", "AE"))
     return ("AR" if ar > ae else "AE"), ""
 
@@ -81,10 +81,9 @@ def _paper_claim(dataset, group):
 def design(dataset, group, attention, bench, run):
     for seed in range(bench.seeds):
         record = run(**_case(dataset, group, attention, seed))
-        assert record.case_id == case_id("design", dataset, attention, GROUPS[group][1], GROUPS[group][0])
         check_record(record, bench, _paper_band)
 
 
 def direction(dataset, group, bench, run):
-    runs = {a: [run(**_case(dataset, group, a, s)) for s in range(bench.seeds)] for a in ("AE", "AR")}
-    check_direction(f"{dataset} {GROUPS[group][0]}", runs, bench, *_paper_claim(dataset, group))
+    runs = {a: [run(**_case(dataset, group, a, s)) for s in range(bench.seeds)] for a in ATTENTIONS}
+    check_direction(f"{dataset} {GROUPS[group].variant}", runs, bench, *_paper_claim(dataset, group))

@@ -19,12 +19,14 @@ import pytest
 
 from sarbench.regression import check_direction, check_paper_band, check_record
 from sarbench.cases import PAPER_DIRECTION
-from sarbench.paper import VARIANTS, paper_cells
+from sarbench.config import ATTENTIONS
+from sarbench.designs import HF_BACKBONES, Case
+from sarbench.paper import paper_cells
 from sarbench.report import relative_gain
 
 pytestmark = pytest.mark.hf
 
-BACKBONES = VARIANTS["hf"]  # ("albert", "llama", "transfo_xl"), the registered models of Table 6
+BACKBONES = HF_BACKBONES  # ("albert", "llama", "transfo_xl"), the registered models of Table 6
 
 
 def pytest_generate_tests(metafunc):
@@ -32,8 +34,9 @@ def pytest_generate_tests(metafunc):
 
     datasets = table_datasets(metafunc.config, "hf")
     if metafunc.function.__name__ == "hf":
-        cases = [(d, m, a) for d in datasets for m in BACKBONES for a in ("AE", "AR")]
-        metafunc.parametrize(("dataset", "model", "attention"), cases, ids=[f"{d}-{m}-{a}-ce" for d, m, a in cases])
+        cases = [(d, m, a) for d in datasets for m in BACKBONES for a in ATTENTIONS]
+        ids = [Case("hf", d, a, model=m).param_id for d, m, a in cases]
+        metafunc.parametrize(("dataset", "model", "attention"), cases, ids=ids)
     elif metafunc.function.__name__ == "direction":
         pairs = [(d, m) for d in datasets for m in BACKBONES]
         metafunc.parametrize(("dataset", "model"), pairs, ids=[f"{d}-{m}" for d, m in pairs])
@@ -74,5 +77,5 @@ def hf(dataset, model, attention, bench, run):
 
 def direction(dataset, model, bench, run):
     runs = {a: [run(table="hf", dataset=dataset, design="vanilla", attention=a, seed=s, model=model)
-                for s in range(bench.seeds)] for a in ("AE", "AR")}
+                for s in range(bench.seeds)] for a in ATTENTIONS}
     check_direction(f"{dataset} with {model}", runs, bench, *_paper_claim(dataset, model))

@@ -26,7 +26,9 @@ import pytest
 from sarbench.compare import check_against
 from sarbench.regression import check_direction, check_paper_band, check_record
 from sarbench.cases import PAPER_DIRECTION
-from sarbench.paper import VARIANTS, paper_cells
+from sarbench.config import ATTENTIONS
+from sarbench.designs import HF_BACKBONES, PAPER_MODEL, Case
+from sarbench.paper import paper_cells
 
 pytestmark = pytest.mark.vanilla
 
@@ -37,11 +39,11 @@ def pytest_generate_tests(metafunc):
     datasets = bench_datasets(metafunc.config)  # synthetic needs no download; the others need --data-dir
     if metafunc.function.__name__ == "vanilla":
         models = bench_models(metafunc.config)  # --model NAME: that model only
-        cases = [(d, "sar", a) for d in datasets for a in ("AE", "AR") if any(m.name == "sar" for m in models)]
+        cases = [(d, PAPER_MODEL, a) for d in datasets for a in ATTENTIONS if any(m.name == PAPER_MODEL for m in models)]
         # Table 6's backbones (albert, llama, transfo_xl) are rows of their own table: bench/test_hf.py.
-        others = [m for m in models if m.name not in ("sar", *VARIANTS["hf"])]
+        others = [m for m in models if m.name not in (PAPER_MODEL, *HF_BACKBONES)]
         cases += [(d, m.name, a) for m in others for d in datasets for a in m.attentions]
-        ids = [f"{d}-{a}-ce" if m == "sar" else f"{d}-{m}-{a}-ce" for d, m, a in cases]
+        ids = [Case("vanilla", d, a, model=m).param_id for d, m, a in cases]
         metafunc.parametrize(("dataset", "model", "attention"), cases, ids=ids)
     elif metafunc.function.__name__ == "direction":
         metafunc.parametrize("dataset", datasets, ids=[f"{d}-vanilla" for d in datasets])
@@ -68,8 +70,8 @@ def vanilla(dataset, model, attention, bench, run):
 
 
 def direction(dataset, bench, run):
-    if bench.model and bench.model != "sar":
+    if bench.model and bench.model != PAPER_MODEL:
         pytest.skip(f"--model {bench.model}: only that model's cases run (the direction compares the paper's AE and AR)")
     runs = {a: [run(table="vanilla", dataset=dataset, design="vanilla", attention=a, seed=s)
-                for s in range(bench.seeds)] for a in ("AE", "AR")}
+                for s in range(bench.seeds)] for a in ATTENTIONS}
     check_direction(dataset, runs, bench, PAPER_DIRECTION.get(dataset), f"the paper makes no claim on {dataset}")

@@ -1,12 +1,13 @@
 """Benchmark cases: what one parametrized case of `pytest bench` trains, stores and reports.
 
-A case is (table, dataset, preset, loss, seed) at a scale. ``run_case`` trains it (or returns the
-stored record with the same configuration, data fingerprint, seed, scale and results version),
-tests it under both exclusion rules (the authors' input-window rule first, then the full history),
-evaluates the most-popular baseline on the same split, and writes one record to the results store
-the moment it finishes. A training checkpoint next to the store lets an interrupted case resume
-where it stopped; a record whose run did not finish (``stopped`` "time" or "interrupted") keeps its
-checkpoint, and the next run of the case continues it.
+A case is a :class:`sarbench.designs.Case` (table, dataset, model, design, attention, loss, seed,
+scale; its id names the record). ``run_case`` trains it (or returns the stored record with the same
+configuration, data fingerprint, seed, scale and results version), tests it under both exclusion
+rules (the authors' input-window rule first, then the full history), evaluates the most-popular
+baseline on the same split, and writes one record to the results store the moment it finishes. A
+training checkpoint next to the store lets an interrupted case resume where it stopped; a record
+whose run did not finish (``stopped`` "time" or "interrupted") keeps its checkpoint, and the next
+run of the case continues it.
 
 Scales:
     smoke: each real dataset's smoke subset (most active users, most frequent items, a 5-core; see
@@ -27,6 +28,7 @@ import torch
 
 from .baselines import MostPopular
 from .data import SYNTHETIC, SequenceDataset, is_paper_data, load_dataset
+from .designs import DESIGNS, PAPER_MODEL, Case, case_id  # noqa: F401  (case_id: re-exported)
 from .evaluate import DEFAULT_RULES, evaluate
 from .models.interface import build_model, get_spec
 from .presets import preset
@@ -121,14 +123,8 @@ class DataCache:
         return self._loaded[key]
 
 
-# Paper column group of each design preset (Table 5).
-DESIGN_VARIANT = {"vanilla": "vanilla", "local": "local_attn", "ssept": "ssept", "ce": "loss_ce", "bpr": "loss_bpr",
-                  "bce": "loss_bce"}
-
-
-def case_id(table: str, dataset: str, attention: str, loss: str, variant: str = "") -> str:
-    middle = f"{variant}-" if variant else ""
-    return f"{table}[{dataset}-{middle}{attention}-{loss}]"
+# Paper column group of each design preset (Table 5), as declared in designs.py.
+DESIGN_VARIANT = {d.name: d.variant for d in DESIGNS.values()}
 
 
 def configure(dataset: str, design: str, attention: str, ds: SequenceDataset, scale: Scale, seed: int,
@@ -140,6 +136,8 @@ def configure(dataset: str, design: str, attention: str, ds: SequenceDataset, sc
         model_cfg, train_cfg = preset(f"{design}-{attention}", dataset, ds.num_items, ds.num_users)
     else:
         spec = get_spec(model)
+        if spec.defaults is None:
+            raise ValueError(f"model {model!r} declares no defaults (ModelSpec.defaults) to start a case from")
         if attention not in spec.attentions:
             raise ValueError(f"model {model!r} runs as {' or '.join(spec.attentions)} only, not {attention}")
         model_cfg, train_cfg = spec.defaults(attention, dataset, ds.num_items, ds.num_users)
@@ -188,15 +186,12 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
     ds = data.get(dataset, scale)
     model_cfg, train_cfg = configure(dataset, design, attention, ds, scale, seed, device, model_overrides, model,
                                      train_overrides)
-    if model == "sar":
-        variant = variant or DESIGN_VARIANT[design]
-        family = "bert4rec" if design == "vanilla" else "modsar"
-        cid = case_id(table, dataset, attention, train_cfg.loss, "" if table == "vanilla" else variant)
-        config = {"model": asdict(model_cfg), "train": asdict(train_cfg)}
-    else:
-        variant = family = model
-        cid = case_id(table, dataset, attention, train_cfg.loss, model)
-        config = {"model": asdict(model_cfg), "train": asdict(train_cfg), "model_name": model}
+    case = Case(table=table, dataset=dataset, attention=attention, design=design, model=model, loss=train_cfg.loss,
+                seed=seed, scale=scale.name, variant=variant or "")
+    variant, family, cid = case.group, case.network, case.id
+    config = {"model": asdict(model_cfg), "train": asdict(train_cfg)}
+    if model != PAPER_MODEL:
+        config["model_name"] = model
     key = make_key(cid, config, ds.fingerprint(), seed, scale.name)
     ckpt = (checkpoints / f"{key}.pt") if checkpoints else None
     # Held from the look-up to the write: a second process on this results folder waits here, then reuses the record.

@@ -22,18 +22,10 @@ from .data import (
     DataFormatError,
     DatasetMissing,
     DeclarationError,
-    declared_datasets,
     data_dir,
-    file_sha256,
-    find_dataset_file,
-    how_to_get,
     load_dataset,
-    load_raw,
-    make_synthetic,
-    paper_version,
 )
-from .data.declared import load_declared
-from .data.readers import READERS
+from .data.table1 import paper_verdict, stats_rows
 
 log = logging.getLogger(__name__)
 
@@ -43,99 +35,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ChecksumError, DataFormatError, 
 
 
 # --- sarbench data stats --------------------------------------------------------------------------
-
-
-def _count(n: int) -> str:
-    return f"{n:,}"
-
-
-def _printed_count(n: int) -> str:
-    """Table 1's style: 395K, 1M."""
-    if n % 1_000_000 == 0:
-        return f"{n // 1_000_000}M"
-    if n % 1_000 == 0:
-        return f"{n // 1_000}K"
-    return _count(n)
-
-
-def _verdict(is_paper: bool | None, note: str) -> str:
-    word = {True: "yes", False: "no", None: "unknown"}[is_paper]
-    reason = note.split(": ", 1)[1].split(" (", 1)[0] if ": " in note else note
-    return f"{word} ({reason})"
-
-
-def stats_rows(folder=None) -> tuple[list[dict], list[str]]:
-    """Rows of the regenerated Table 1 beside the paper's, and one line per missing or unreadable dataset.
-
-    Each present dataset gives a row from the data (``kind='data'``) followed by the paper's row
-    (``kind='paper'``); the embedded synthetic dataset comes last.
-    """
-    rows: list[dict] = []
-    problems: list[str] = []
-    root = data_dir(folder)
-    for name, info in DATASETS.items():
-        try:
-            found = find_dataset_file(name, folder)
-        except DatasetMissing as exc:
-            problems.append(f"{name}: missing; {exc}")
-            continue
-        if found is None:
-            problems.append(f"{name}: missing; {how_to_get(name, root)}")
-            continue
-        path, kind = found
-        try:
-            if kind == "raw":
-                ds = load_raw(name, path)
-                checksum = "raw source, unverified"
-            else:
-                sha = file_sha256(path)
-                checksum = "ok" if sha == info.sha256 else f"MISMATCH ({sha[:12]}...)"
-                ds = READERS[info.format](path, name=name)
-        except (DataFormatError, OSError, ValueError) as exc:
-            problems.append(f"{name}: unreadable; {exc}")
-            continue
-        st = ds.stats()
-        is_paper, note = paper_version(info, ds.fingerprint(), st)
-        rows.append({
-            "dataset": name, "kind": "data", "source": path.name, "users": _count(st.users),
-            "items": _count(st.items), "interactions": _count(st.interactions),
-            "avg len": f"{st.avg_length:.2f}", "density": f"{st.density:.2e}",
-            "fingerprint": ds.fingerprint(), "sha256": checksum, "paper's version?": _verdict(is_paper, note),
-        })
-        p = info.paper
-        rows.append({
-            "dataset": "", "kind": "paper", "source": "paper, Table 1", "users": _count(p.users),
-            "items": _count(p.items), "interactions": _printed_count(p.interactions),
-            "avg len": f"{p.avg_length:.1f}", "density": f"{p.density:.0e}",
-            "fingerprint": info.paper_fingerprint or "(not available)", "sha256": "", "paper's version?": "",
-        })
-    try:
-        declared = declared_datasets(root)
-    except DeclarationError as exc:
-        declared = {}
-        problems.append(f"datasets.toml: unreadable; {exc}")
-    for name, decl in declared.items():
-        try:
-            ds = load_declared(decl)
-        except (DataFormatError, ChecksumError, OSError, ValueError) as exc:
-            problems.append(f"{name}: unreadable; {exc}")
-            continue
-        st = ds.stats()
-        rows.append({
-            "dataset": name, "kind": "data", "source": decl.path.name, "users": _count(st.users),
-            "items": _count(st.items), "interactions": _count(st.interactions),
-            "avg len": f"{st.avg_length:.2f}", "density": f"{st.density:.2e}", "fingerprint": ds.fingerprint(),
-            "sha256": "ok" if decl.sha256 else "not declared", "paper's version?": "n/a (not in the paper)",
-        })
-    syn = make_synthetic()
-    st = syn.stats()
-    rows.append({
-        "dataset": SYNTHETIC, "kind": "data", "source": "embedded (seeded generator)",
-        "users": _count(st.users), "items": _count(st.items), "interactions": _count(st.interactions),
-        "avg len": f"{st.avg_length:.2f}", "density": f"{st.density:.2e}", "fingerprint": syn.fingerprint(),
-        "sha256": "n/a", "paper's version?": "n/a (not in the paper)",
-    })
-    return rows, problems
 
 
 def cmd_data_stats(args: argparse.Namespace) -> int:
@@ -180,7 +79,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     print(f"users {st.users:,}, items {st.items:,}, interactions {st.interactions:,}, "
           f"avg length {st.avg_length:.2f}, density {st.density:.2e}")
     print(f"fingerprint: {result.fingerprint}")
-    print(f"paper's version: {_verdict(result.is_paper_version, result.paper_version_note)}")
+    print(f"paper's version: {paper_verdict(result.is_paper_version, result.paper_version_note)}")
     return 0
 
 
@@ -221,16 +120,6 @@ def add_data_commands(sub) -> None:
 
 # --- sarbench train -------------------------------------------------------------------------------
 
-# One line per design of presets.py, for --list-presets.
-PRESET_DESIGNS = {
-    "vanilla": "BERT4Rec-style network with the authors' Table-4 settings (post-LN, GELU, CE, AdamW 0.1)",
-    "local": "modular SASRec-style network; 2 heads, the last one local (|i - j| <= 2); CE, AdamW 1e-2",
-    "ssept": "modular network with SSE-PT user embeddings (item/user replacement 0.2); BCE, 1 negative",
-    "ce": "modular SASRec-style network (pre-LN, ReLU, no item bias); cross-entropy over all items, Adam",
-    "bpr": "modular SASRec-style network; BPR with 1 uniform negative, Adam",
-    "bce": "modular SASRec-style network; binary cross-entropy with 1 uniform negative, Adam",
-}
-_ATTENTION = {"AE": "bidirectional (BERT4Rec-like)", "AR": "causal (SASRec-like)"}
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 # Fields --set must not touch: the dataset decides them.
@@ -242,18 +131,10 @@ class OverrideError(ValueError):
 
 
 def _config_fields() -> dict[str, tuple[str, object]]:
-    """Every overridable field: name -> ('model' or 'train', its resolved type)."""
-    import typing
+    """Every overridable field: name -> ('model' or 'train', its resolved type); the search's field table."""
+    from .search.spaces import config_fields
 
-    from .models.sar import SARConfig
-    from .train import TrainConfig
-
-    fields: dict[str, tuple[str, object]] = {}
-    for group, cls in (("model", SARConfig), ("train", TrainConfig)):
-        for name, typ in typing.get_type_hints(cls).items():
-            if name not in _FIXED:
-                fields[name] = (group, typ)
-    return fields
+    return {name: value for name, value in config_fields().items() if name not in _FIXED}
 
 
 def convert_value(key: str, text: str, typ) -> object:
@@ -291,7 +172,7 @@ def convert_value(key: str, text: str, typ) -> object:
         name = getattr(typ, "__name__", str(typ))
         hint = f" ({'/'.join(_TRUE)} or {'/'.join(_FALSE)})" if typ is bool else ""
         raise OverrideError(f"--set {key}={text}: {text!r} is not a valid {name}{hint}") from None
-    if typ is str:
+    if isinstance(typ, type) and issubclass(typ, str):  # str, or a str enum such as Attention (the config converts)
         return text
     raise OverrideError(f"--set {key}: fields of type {typ} cannot be set from the command line")
 
@@ -365,12 +246,12 @@ def _json_ready(value):
 
 
 def cmd_train_list_presets() -> int:
-    from .presets import preset_names
+    from .presets import describe, preset_names
 
     print("presets (NAME-AE: bidirectional mask, BERT4Rec-like; NAME-AR: causal mask, SASRec-like):")
     for name in preset_names():
         design, attention = name.rsplit("-", 1)
-        print(f"  {name:<12} {PRESET_DESIGNS.get(design, '')}")
+        print(f"  {name:<12} {describe(design)}")  # from the design's declaration (designs.py) and its preset
     return 0
 
 
@@ -549,9 +430,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, interrupt)
     scale = replace(SCALES[args.scale], max_minutes=args.max_minutes)
     results = Path(args.results)
-    from .paper import VARIANTS
+    from .designs import table_of
 
-    table = "hf" if args.model in VARIANTS["hf"] else "vanilla" if args.design == "vanilla" else "design"
+    table = table_of(args.design, args.model)
     name = args.study or f"{args.design if args.model == 'sar' else args.model}-{args.attention}"
 
     def on_epoch(row):
@@ -581,7 +462,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def add_run_commands(sub) -> None:
     """The ``run`` command: one benchmark case, stored and resumable, outside pytest."""
-    from .presets import DESIGNS
+    from .config import ATTENTIONS
+    from .designs import DESIGNS
 
     p = sub.add_parser(
         "run", help="run one benchmark case (as `pytest bench` would) and store its record; resumable",
@@ -591,7 +473,7 @@ def add_run_commands(sub) -> None:
         "cleanly: the best state is tested and stored with stopped=interrupted.",
     )
     p.add_argument("--dataset", required=True, help=f"dataset name ({', '.join([*DATASETS, SYNTHETIC])})")
-    p.add_argument("--attention", choices=["AE", "AR"], help="AE (bidirectional) or AR (causal); required "
+    p.add_argument("--attention", choices=list(ATTENTIONS), help="AE (bidirectional) or AR (causal); required "
                    "unless --study names the model")
     p.add_argument("--study", choices=["vanilla-AE", "vanilla-AR", "local-AE"], default=None,
                    help="a model of the attention study (Tables 2-3) instead of --design/--model/--attention: "

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .config import DEFAULT_RULES, PAPER_RULE, RULES
 from .data.sequences import Split
 from .metrics import TIE_RULE, _check_ks, metric_table_per_user, ranks_from_scores
 
@@ -42,9 +43,6 @@ __all__ = ["DEFAULT_RULES", "EvalResult", "PAPER_RULE", "RULES", "evaluate", "hi
 logger = logging.getLogger(__name__)
 
 STAGES = ("valid", "test")
-RULES = ("input", "history", "none")
-PAPER_RULE = "input"  # what the authors' code did; every comparison with the paper uses it
-DEFAULT_RULES = ("input", "history")
 
 
 @dataclass(frozen=True, eq=False)

@@ -44,8 +44,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .models.sar import SARConfig
-from .train import TrainConfig
+from .config import ATTENTIONS, Attention, SARConfig, TrainConfig
+from .designs import DESIGNS
 
 # Per-dataset settings of the authors' Table-4 script: heads, dropout, attention dropout, mask prob.
 VANILLA = {
@@ -68,15 +68,13 @@ def max_len(dataset: str) -> int:
 
     return dataset_max_len(dataset, DEFAULT_MAX_LEN)
 
-DESIGNS = ("vanilla", "local", "ssept", "ce", "bpr", "bce")
-
 # The authors' modular network (ModSAR) as settings of the one model.
 MODSAR = dict(norm_first=True, norm_residual=True, activation="relu", embedding_norm=False, output_transform=False,
               item_bias=False, embedding_scale=True, ffn_inner_dropout=True, init="xavier")
 
 
 def preset_names() -> list[str]:
-    return [f"{d}-{a}" for d in DESIGNS for a in ("AE", "AR")]
+    return [f"{d}-{a}" for d in DESIGNS for a in ATTENTIONS]
 
 
 def preset(name: str, dataset: str, num_items: int, num_users: int = 0) -> tuple[SARConfig, TrainConfig]:
@@ -85,33 +83,42 @@ def preset(name: str, dataset: str, num_items: int, num_users: int = 0) -> tuple
         design, attention = name.rsplit("-", 1)
     except ValueError:
         design, attention = name, ""
-    if design not in DESIGNS or attention not in ("AE", "AR"):
+    if design not in DESIGNS or attention not in ATTENTIONS:
         raise KeyError(f"unknown preset {name!r}; known presets: {', '.join(preset_names())}")
+    declared, attention = DESIGNS[design], Attention(attention)
     ae_h, ae_do, ae_ado, mask_p, ar_h, ar_do, ar_ado = VANILLA.get(dataset, DEFAULT_VANILLA)
-    heads, dropout, attn_dropout = (ae_h, ae_do, ae_ado) if attention == "AE" else (ar_h, ar_do, ar_ado)
+    heads, dropout, attn_dropout = (ae_h, ae_do, ae_ado) if attention == Attention.AE else (ar_h, ar_do, ar_ado)
     model = SARConfig(
         num_items=num_items, attention=attention, max_len=max_len(dataset), hidden=64, layers=2,
         heads=heads, dropout=dropout, attn_dropout=attn_dropout, mask_prob=mask_p,
     )
     train = TrainConfig(loss="ce", optimizer="adamw", lr=1e-3, weight_decay=0.1, eps=1e-6, batch_size=256,
                         max_epochs=1000, patience=20, grad_clip=5.0)
-    if design == "vanilla":
-        return model, train
+    if declared.network == "bert4rec":
+        return model, replace(train, loss=declared.loss, **declared.train)
     # The authors' modular (ModSAR) network, shared by every design variant (module doc).
     drop = 0.5 if dataset == "beauty" else 0.2
     model = replace(model, heads=1, dropout=drop, attn_dropout=drop, mask_prob=0.8 if dataset == "beauty" else 0.2,
                     **MODSAR)
     train = replace(train, optimizer="adam", weight_decay=0.0, betas=(0.9, 0.98), eps=1e-8, grad_clip=0.0,
                     batch_size=128, max_epochs=2000, eval_every=5, patience=50,
-                    negatives="sequence" if attention == "AR" else "own")
-    if design == "local":
-        model = replace(model, heads=2, local_window=2, local_heads=1)
-        train = replace(train, optimizer="adamw", weight_decay=0.0, decay_all=True)
-    elif design == "ssept":
+                    negatives="sequence" if attention == Attention.AR else "own")
+    # The design's own settings, as declared (designs.py).
+    if declared.needs_users:
         if num_users <= 0:
-            raise ValueError("the ssept preset needs num_users (user embeddings)")
-        model = replace(model, num_users=num_users, sse_item_prob=0.2, sse_user_prob=0.2)
-        train = replace(train, loss="bce")
-    elif design in ("bpr", "bce"):
-        train = replace(train, loss=design)
-    return model, train
+            raise ValueError(f"the {design} preset needs num_users (user embeddings)")
+        model = replace(model, num_users=num_users)
+    return replace(model, **declared.model), replace(train, loss=declared.loss, **declared.train)
+
+
+_LOSSES = {"ce": "cross-entropy over all items", "bpr": "BPR with {n} uniform negative(s)",
+           "bce": "binary cross-entropy with {n} uniform negative(s)"}
+_OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "bert_adamw": "BERT's AdamW"}
+
+
+def describe(design: str) -> str:
+    """One line for listings: the design's summary, then its loss and optimiser as its preset sets them."""
+    _, train = preset(f"{design}-{Attention.AR}", "", 1, 1)
+    decay = f" (decay {train.weight_decay:g})" if train.optimizer != "adam" else ""
+    loss = _LOSSES[train.loss].format(n=train.num_negatives)
+    return f"{DESIGNS[design].summary}; {loss}, {_OPTIMIZERS[train.optimizer]}{decay}"

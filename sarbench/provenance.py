@@ -18,6 +18,9 @@ without changing a number must not invalidate hours of training. Two things desc
     stripped (a canonical dump of their syntax trees, stable across Python versions). Recorded in
     every record for provenance, so a reader can see whether the code changed since; it is not
     part of the key (a pure refactor changes it).
+
+Beside them, what a record says about where it was made: the commit (``code_version``), the machine
+(``host_info``) and the GPU (``gpu_name``).
 """
 
 from __future__ import annotations
@@ -25,14 +28,21 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import os
+import platform
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
+
+from . import __version__
 
 RESULTS_VERSION = 3
 
 # Modules whose code computes what a record holds, relative to the package folder.
 RESULT_SOURCES = (
-    "models/*.py", "train.py", "optim.py", "evaluate.py", "metrics.py", "baselines.py", "cases.py", "smoke.py",
-    "presets.py",
+    "models/*.py", "config.py", "objective.py", "train.py", "optim.py", "evaluate.py", "metrics.py", "baselines.py",
+    "cases.py", "smoke.py", "presets.py", "designs.py",
     "data/sequences.py", "data/readers.py", "data/preprocess.py", "data/raw.py", "data/synthetic.py",
 )
 
@@ -84,3 +94,71 @@ def is_stale(record) -> bool:
 def stale_note(record) -> str:
     return (f"stale: results version {getattr(record, 'results_version', 1)} "
             f"(this code: {RESULTS_VERSION}); rerun to refresh")
+
+
+# --- where a record was made ----------------------------------------------------------------------
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+@functools.lru_cache(maxsize=None)
+def code_version(package_dir: str | None = None) -> str:
+    """``sarbench.__version__``, plus ``+g<commit>`` and ``-dirty`` when run from a git checkout.
+
+    The commit is only taken when the package's own files are tracked by that repository (an
+    installed copy inside some unrelated repository gets no hash). ``-dirty`` means tracked files
+    differ from the commit. Outside git, ``$SARBENCH_COMMIT`` names the commit when set (a copy of
+    the working tree without ``.git``, such as a GPU machine's, is told it by the script that
+    sends it); else it is the bare version. Computed once per process.
+    """
+    here = Path(package_dir) if package_dir else Path(__file__).resolve().parent
+    if _git(["ls-files", "--error-unmatch", "__init__.py"], here) is None:
+        commit = os.environ.get("SARBENCH_COMMIT", "").strip()
+        return f"{__version__}+g{commit[:12]}" if commit and not package_dir else __version__
+    commit = _git(["rev-parse", "--short=12", "HEAD"], here)
+    if not commit:
+        return __version__
+    status = _git(["status", "--porcelain", "--untracked-files=no"], here)
+    dirty = "-dirty" if status else ""
+    return f"{__version__}+g{commit}{dirty}"
+
+
+def host_info() -> dict[str, Any]:
+    """Machine description for a record: host name, OS, Python, CPU count, torch version."""
+    torch_version = None
+    if "torch" in sys.modules:
+        torch_version = getattr(sys.modules["torch"], "__version__", None)
+    else:
+        try:
+            from importlib.metadata import version
+
+            torch_version = version("torch")
+        except Exception:  # noqa: BLE001 - not installed or broken metadata: just unknown
+            torch_version = None
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch_version,
+    }
+
+
+def gpu_name(device: str) -> str | None:
+    """The CUDA device name for ``device`` (``"cuda"``, ``"cuda:1"``), else None."""
+    if not str(device).startswith("cuda"):
+        return None
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        return torch.cuda.get_device_name(torch.device(device))
+    except Exception:  # noqa: BLE001 - a name is informational; never fail a record for it
+        return None

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from .cases import PAPER_BAND
+from .config import Attention
 from .paper import paper_cells
 from .smoke_baseline import (  # noqa: F401  (the smoke baseline's API, re-exported)
     BASELINE_DIR, ROUNDING, SMOKE_FILE, SMOKE_GROUPS, Tolerance, check_smoke_baseline, load_smoke,
@@ -187,5 +188,5 @@ def check_direction(label: str, runs: dict, bench, claim: str | None, why: str =
         pytest.skip(f"{why}; found {found}")
     first = runs["AR"][0]
     note = "" if is_paper_data(first.dataset, first.fingerprint) else " (note: not the paper's version of the data)"
-    expected = AR_BETTER if claim == "AR" else AE_BETTER
+    expected = AR_BETTER if claim == Attention.AR else AE_BETTER
     assert cmp.verdict == expected, f"paper: {claim} better on {label}; we found {found}{note}"

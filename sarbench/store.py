@@ -25,8 +25,8 @@ reused, and reports show it as stale. The commit (``code_version``) and a hash o
 result-determining source (``source_hash``) are recorded for provenance. Host, timings and the
 metrics themselves are recorded but are not part of the key.
 
-Records written before results versions existed (schema 1) keep their old key (which hashed the
-code version); they read as results version 1, so as stale.
+Records are of schema 2 (with results versions); a file of another schema is not read (skipped
+with a :class:`CorruptRecordWarning`, as a corrupt file).
 
 Corrupt or partial files (a crash of an older tool, a disk full, a hand edit) are skipped with a
 :class:`CorruptRecordWarning` that names the file; they never stop a report.
@@ -52,15 +52,11 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import fcntl
-import functools
 import hashlib
 import json
 import logging
 import os
-import platform
 import re
-import subprocess
-import sys
 import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
@@ -68,8 +64,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .provenance import RESULTS_VERSION, source_hash
+from .config import ATTENTIONS
+from .provenance import RESULTS_VERSION, code_version, gpu_name, host_info, source_hash  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +81,6 @@ ADDED_FIELDS: dict[str, dict[str, Any]] = {
     "train": {"decay_all": False, "negatives": "own"},
 }
 TABLES: tuple[str, ...] = ("vanilla", "design", "hf", "analysis")
-ATTENTIONS: tuple[str, ...] = ("AE", "AR")
 SCALES: tuple[str, ...] = ("smoke", "paper")
 SUFFIX = ".json"
 LOCKS = "locks"  # subfolder of the results folder holding the per-case claim files
@@ -97,74 +92,6 @@ class RecordError(ValueError):
 
 class CorruptRecordWarning(UserWarning):
     """A file in the results folder could not be read as a record and was skipped."""
-
-
-# --- provenance ------------------------------------------------------------------------------
-def _git(args: list[str], cwd: Path) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
-@functools.lru_cache(maxsize=None)
-def code_version(package_dir: str | None = None) -> str:
-    """``sarbench.__version__``, plus ``+g<commit>`` and ``-dirty`` when run from a git checkout.
-
-    The commit is only taken when the package's own files are tracked by that repository (an
-    installed copy inside some unrelated repository gets no hash). ``-dirty`` means tracked files
-    differ from the commit. Outside git, ``$SARBENCH_COMMIT`` names the commit when set (a copy of
-    the working tree without ``.git``, such as a GPU machine's, is told it by the script that
-    sends it); else it is the bare version. Computed once per process.
-    """
-    here = Path(package_dir) if package_dir else Path(__file__).resolve().parent
-    if _git(["ls-files", "--error-unmatch", "__init__.py"], here) is None:
-        commit = os.environ.get("SARBENCH_COMMIT", "").strip()
-        return f"{__version__}+g{commit[:12]}" if commit and not package_dir else __version__
-    commit = _git(["rev-parse", "--short=12", "HEAD"], here)
-    if not commit:
-        return __version__
-    status = _git(["status", "--porcelain", "--untracked-files=no"], here)
-    dirty = "-dirty" if status else ""
-    return f"{__version__}+g{commit}{dirty}"
-
-
-def host_info() -> dict[str, Any]:
-    """Machine description for a record: host name, OS, Python, CPU count, torch version."""
-    torch_version = None
-    if "torch" in sys.modules:
-        torch_version = getattr(sys.modules["torch"], "__version__", None)
-    else:
-        try:
-            from importlib.metadata import version
-
-            torch_version = version("torch")
-        except Exception:  # noqa: BLE001 - not installed or broken metadata: just unknown
-            torch_version = None
-    return {
-        "hostname": platform.node(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch_version,
-    }
-
-
-def gpu_name(device: str) -> str | None:
-    """The CUDA device name for ``device`` (``"cuda"``, ``"cuda:1"``), else None."""
-    if not str(device).startswith("cuda"):
-        return None
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return None
-        return torch.cuda.get_device_name(torch.device(device))
-    except Exception:  # noqa: BLE001 - a name is informational; never fail a record for it
-        return None
 
 
 def _now() -> str:
@@ -231,14 +158,6 @@ def make_key(
         "scale": str(scale),
         "results_version": results_version,
     }
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_jsonable)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
-
-
-def _legacy_key(case_id, config, fingerprint, seed, scale, code_version) -> str:
-    """The key of schema-1 records (before results versions): it hashed the code version."""
-    payload = {"case_id": str(case_id), "config": config_dict(config), "fingerprint": str(fingerprint),
-               "seed": int(seed), "scale": str(scale), "code_version": str(code_version)}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_jsonable)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
@@ -330,12 +249,9 @@ class ResultRecord:
         self.per_user = _check_per_user(self.case_id, self.per_user)
         if not self.variant:
             self.variant = "vanilla" if self.table == "vanilla" else self.model
-        if self.schema < 2:  # written before results versions: its own key rule, and stale
-            self.results_version = 1
-            key = _legacy_key(self.case_id, self.config, self.fingerprint, self.seed, self.scale, self.code_version)
-        else:
-            key = make_key(self.case_id, self.config, self.fingerprint, self.seed, self.scale,
-                           int(self.results_version))
+        if self.schema != SCHEMA:
+            raise RecordError(f"{self.case_id}: a record of schema {self.schema!r}; this code reads schema {SCHEMA}")
+        key = make_key(self.case_id, self.config, self.fingerprint, self.seed, self.scale, int(self.results_version))
         if self.key and self.key != key:
             raise RecordError(f"{self.case_id}: stored key {self.key} does not match its fields (expected {key})")
         self.key = key
@@ -359,7 +275,7 @@ class ResultRecord:
         if missing:
             raise RecordError(f"record lacks field(s) {', '.join(missing)}")
         known = {k: v for k, v in data.items() if k in names}
-        known.setdefault("schema", 1)  # a record without a schema field predates schema 2
+        known.setdefault("schema", 1)  # a record without a schema field predates schema 2 (and is refused)
         unknown = {k: v for k, v in data.items() if k not in names}
         if unknown:
             known["extra"] = {**dict(known.get("extra") or {}), **unknown}

@@ -13,19 +13,15 @@ per-batch mean: a batch of short users would weigh as much as a batch of long on
 shortest quarter of users would get ~25% of the gradient weight instead of ~6.5%). So with
 ``length_buckets`` > 1 the loss of a batch is the *sum* over its targets divided by the epoch's mean
 number of targets per batch, a constant: every target weighs the same, as it does (in expectation)
-under random batches. ``target_weights`` computes both schemes; a test compares them.
+under random batches. ``target_weights`` (objective.py) computes both schemes; a test compares them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import functools
 import logging
 import math
 import os
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,113 +29,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import SequenceDataset, Split
+from .data import Split
 from .evaluate import EvalResult, evaluate
-from .evaluate import PAPER_RULE, RULES
+from .config import Attention, SARConfig, TrainConfig, training_fields
 from .models.losses import chunked_cross_entropy, sample_negatives, sampled_loss
-from .models.interface import build_model, training_fields
-from .models.sar import SARConfig
+from .models.interface import build_model
+from .objective import mask_counts, mask_positions, target_weights, targets_per_user, training_windows  # noqa: F401
 from .optim import BertAdamW
+from .process import release_freed_memory, reuse_freed_memory, signals_deferred  # noqa: F401  (re-exported)
 from .store import identity_config
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    loss: str = "ce"  # "ce" over all items, or "bpr" / "bce" with sampled negatives
-    num_negatives: int = 1  # negatives per positive for bpr / bce
-    # bpr / bce negatives are uniform over the items except: "own" the position's own target, or
-    # "sequence" every target of the sequence (the authors' modular code does this for AR)
-    negatives: str = "own"
-    # "bert_adamw" (the authors' Table-4 optimiser: AdamW without bias correction, see optim.py),
-    # "adamw" (torch's, with bias correction) or "adam" (L2 decay); the AdamW kinds decay no bias or norm.
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8  # optimiser epsilon (torch's default; the authors' Table-4 code: 1e-6)
-    decay_all: bool = False  # AdamW kinds: decay every parameter (the authors' local_attn); else none on biases/norms
-    grad_clip: float = 5.0  # max gradient norm; 0 = off
-    batch_size: int = 256
-    max_epochs: int = 1000
-    eval_every: int = 1  # validate every N epochs
-    patience: int = 20  # stop after this many epochs without a better validation metric (paper: 20)
-    metric: str = "R@10"  # validation metric for early stopping
-    ks: tuple[int, ...] = (5, 10, 20)
-    # seen items excluded at validation (early stopping) and as the test's primary metrics: "input"
-    # (the ids in the model's input window, the authors' rule), "history" or "none"; test results
-    # always carry both "input" and "history" (see evaluate.py)
-    exclusion: str = PAPER_RULE
-    eval_users: int = 0  # > 0: validate and test on this many users only (smoke runs)
-    # pool size in batches for length grouping, with the loss weighted per target (module doc);
-    # 0 or 1 = plain random batches with the per-batch mean, as the authors
-    length_buckets: int = 8
-    seed: int = 0
-    deterministic: bool = False
-    device: str = "cpu"
-    precision: str = "fp32"  # "fp32" (the authors') or "bf16" (autocast on CUDA; CPU always runs fp32)
-    progress: bool = True
-    max_minutes: float = 0.0  # > 0: stop after this process trained this long (then test the best state)
-
-    def __post_init__(self):
-        if self.loss not in ("ce", "bpr", "bce"):
-            raise ValueError(f"loss must be 'ce', 'bpr' or 'bce', got {self.loss!r}")
-        if self.optimizer not in ("adam", "adamw", "bert_adamw"):
-            raise ValueError(f"optimizer must be 'adam', 'adamw' or 'bert_adamw', got {self.optimizer!r}")
-        if self.exclusion not in RULES:
-            raise ValueError(f"exclusion must be one of {', '.join(RULES)}, got {self.exclusion!r}")
-        if self.negatives not in ("own", "sequence"):
-            raise ValueError(f"negatives must be 'own' or 'sequence', got {self.negatives!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-
-
-@functools.lru_cache(maxsize=None)
-def _libc():
-    """glibc, loaded once (find_library runs ldconfig); None where there is no mallopt/malloc_trim."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        return libc if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
-    except OSError:
-        return None
-
-
-def reuse_freed_memory() -> bool:
-    """Make glibc's malloc keep freed memory for reuse instead of returning it to the system.
-
-    A training step allocates and frees tens of tensors of 10-50 MB (batch x L x L attention, batch
-    x L x 4d feed-forward). By default glibc serves the larger ones from fresh pages (mmap) and
-    returns them on free, so each allocation pays thousands of page faults: on one thread, 15-17 s
-    of system time per ml-1m epoch. Here blocks up to 32 MB (glibc's maximum) come from the heap,
-    and freed heap memory is kept (up to 1 GB above the top) for the next batch: 2.6-3.3 s.
-    Larger blocks still use mmap, which keeps the heap from fragmenting (with mmap switched off
-    entirely, an ml-1m run's resident memory crept from 2 to 6 GB over 20 epochs). ``Trainer``
-    applies this on CPU and calls ``release_freed_memory`` after every epoch. Process-wide, like
-    ``torch.set_num_threads``. Returns False where it does not apply (not glibc).
-    """
-    global _MALLOC_TUNED
-    if not _MALLOC_TUNED:
-        libc = _libc()
-        if libc is None:
-            return False
-        M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
-        _MALLOC_TUNED = all(libc.mallopt(option, value) for option, value in
-                            ((M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 1 << 30), (M_TOP_PAD, 256 << 20)))
-    return _MALLOC_TUNED
-
-
-def release_freed_memory() -> None:
-    """Return free heap pages to the system (glibc ``malloc_trim``); a no-op elsewhere."""
-    if _MALLOC_TUNED:
-        _libc().malloc_trim(0)
-
-
-_MALLOC_TUNED = False
 
 
 # Why training ended. "patience": the early stop; "max_epochs": the epoch limit; "time": the wall-time
@@ -149,56 +49,11 @@ STOPPED = ("patience", "max_epochs", "time", "interrupted")
 UNFINISHED = ("time", "interrupted")
 
 
-@contextlib.contextmanager
-def signals_deferred(signals=(signal.SIGINT, signal.SIGTERM)):
-    """Hold back ``signals`` (delivered when the block ends) in the main thread; elsewhere a no-op.
-
-    A Ctrl-C or a SIGTERM that a caller turned into KeyboardInterrupt (``sarbench run``) would
-    otherwise be able to land between writing a checkpoint and renaming it into place: the run would
-    be recorded as interrupted after an epoch whose checkpoint does not exist, and could not resume.
-    """
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
-
-
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; metrics from such a run would be garbage."""
 
 
-# --- training windows --------------------------------------------------------------------------
-def training_windows(train: SequenceDataset, attention: str, max_len: int):
-    """Each user's training window as (users, inputs, targets, lengths) numpy arrays.
-
-    AR: inputs s[:-1], targets s[1:], over the last max_len + 1 items of the training sequence.
-    AE: the last max_len items (inputs = targets; masking is drawn per batch).
-    Left-aligned, zero padded to max_len. Users without a target (AR: fewer than 2 items) are left out.
-    """
-    lengths = train.lengths
-    ends = train.offsets[1:]
-    span = max_len + 1 if attention == "AR" else max_len
-    m = np.minimum(lengths, span)
-    n_in = m - 1 if attention == "AR" else m
-    keep = n_in >= 1
-    users = np.nonzero(keep)[0]
-    pos = np.arange(max_len)[None, :]
-    start = (ends - m)[keep][:, None]
-    valid = pos < n_in[keep][:, None]
-    items = np.concatenate([train.items, [0]])  # sentinel for masked-out gathers
-    idx = np.where(valid, start + pos, len(items) - 1)
-    inputs = items[idx]
-    if attention == "AR":
-        targets = items[np.where(valid, idx + 1, len(items) - 1)]
-    else:
-        targets = inputs.copy()
-    return users, inputs, targets, n_in[keep]
-
-
+# --- batches ------------------------------------------------------------------------------------
 def batches(lengths: torch.Tensor, batch_size: int, buckets: int, generator: torch.Generator):
     """Index batches for one epoch; with ``buckets`` > 1, users of similar length share a batch."""
     n = len(lengths)
@@ -213,35 +68,6 @@ def batches(lengths: torch.Tensor, batch_size: int, buckets: int, generator: tor
     out = list(perm.split(batch_size))
     order = torch.randperm(len(out), generator=generator, device="cpu")
     return [out[i] for i in order]
-
-
-def targets_per_user(lengths: np.ndarray, attention: str, max_len: int, mask_prob: float) -> np.ndarray:
-    """Training targets of each user in one epoch: AR every input position; AE its k masked positions.
-
-    AE masks k = min(int(max_len * p), max(1, round(len * p))) positions (round half to even, as
-    Python's round in the authors' code and torch.round in ``Trainer._batch``), at least one.
-    """
-    lengths = np.asarray(lengths, dtype=np.int64)
-    if attention == "AR":
-        return lengths.copy()
-    k = np.maximum(np.round(lengths * mask_prob).astype(np.int64), 1)
-    return np.maximum(np.minimum(k, int(max_len * mask_prob)), 1)
-
-
-def target_weights(targets: np.ndarray, batch_list, weighted: bool) -> np.ndarray:
-    """Weight of each user's every target in the epoch's summed objective, per user.
-
-    ``weighted=False``: each batch's loss is the mean over its targets (weight 1 / targets in
-    the batch). ``weighted=True``: the sum over its targets divided by the epoch's mean targets per
-    batch (the same weight for every target). Used by tests to compare the two schemes.
-    """
-    targets = np.asarray(targets, dtype=np.float64)
-    out = np.zeros(len(targets))
-    mean_per_batch = targets.sum() / len(batch_list)
-    for idx in batch_list:
-        idx = np.asarray(idx)
-        out[idx] = 1.0 / mean_per_batch if weighted else 1.0 / targets[idx].sum()
-    return out
 
 
 # --- the trainer -----------------------------------------------------------------------------
@@ -336,16 +162,9 @@ class Trainer:
         y = self.targets[idx, :L]
         users = self.users[idx] if mc.num_users else None
         real = x != 0
-        if mc.attention == "AE":
-            # Mask exactly k = min(int(max_len * p), max(1, round(len * p))) random real positions.
-            n = self.lengths[idx]
-            k = torch.clamp(torch.round(n.double() * mc.mask_prob).long(), min=1)
-            k = torch.clamp(k, max=int(mc.max_len * mc.mask_prob))
-            k = torch.maximum(k, torch.ones_like(k))
-            noise = torch.rand(x.shape, generator=self.generator, device=self.device)
-            noise = noise.masked_fill(~real, 2.0)
-            rank = noise.argsort(dim=1).argsort(dim=1)
-            masked = rank < k[:, None]
+        if mc.attention == Attention.AE:
+            # Mask exactly k random real positions (objective.py).
+            masked = mask_positions(real, mask_counts(self.lengths[idx], mc.max_len, mc.mask_prob), self.generator)
             x = x.masked_fill(masked, mc.mask_token)
             y = y * masked  # loss only where masked
         if mc.num_users and self.model.training:
@@ -456,16 +275,22 @@ class Trainer:
             torch.save(self.state(), tmp)
             os.replace(tmp, self.checkpoint)  # atomic: a kill never leaves a half-written checkpoint
 
-    def load_checkpoint(self) -> bool:
-        if self.checkpoint is None or not self.checkpoint.exists():
+    def load_checkpoint(self, path: str | os.PathLike | None = None) -> bool:
+        """Continue from the state saved at ``path`` (default: this trainer's checkpoint), when it exists.
+
+        A search trial passes the state its scheduler kept (``state()`` saved by the trial); the
+        trainer's own checkpoint is left as it is.
+        """
+        path = Path(path) if path is not None else self.checkpoint
+        if path is None or not path.exists():
             return False
         # Load to CPU: random-generator states must stay CPU tensors (Generator.set_state takes no
         # other), and load_state_dict moves model and optimiser tensors to where their parameters are.
-        st = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        st = torch.load(path, map_location="cpu", weights_only=False)
         # The same run: equal configurations up to run controls and options added since at their neutral value.
         saved = identity_config({"model": st["model_config"], "train": st["train_config"]})
         if saved != identity_config({"model": asdict(self.model_cfg), "train": asdict(self.cfg)}):
-            raise ValueError(f"checkpoint {self.checkpoint} was written for a different configuration")
+            raise ValueError(f"checkpoint {path} was written for a different configuration")
         self.model.load_state_dict(st["model"])
         self.optimizer.load_state_dict(st["optimizer"])
         self.generator.set_state(st["generator"])
@@ -475,7 +300,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(st["cuda_rng"])
         for key in ("epoch", "best_metric", "best_epoch", "best_state", "bad_epochs", "history"):
             setattr(self, key, st[key])
-        log.info("resumed from %s at epoch %d", self.checkpoint, self.epoch)
+        log.info("resumed from %s at epoch %d", path, self.epoch)
         return True
 
     # --- the loop ----------------------------------------------------------------------------------
@@ -509,7 +334,7 @@ class Trainer:
             if self.bad_epochs >= cfg.patience:  # a resumed run that had already stopped early
                 stopped = "patience"
             while self.epoch < cfg.max_epochs and stopped != "patience":
-                row = self._epoch()
+                row = self.run_epoch()
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{row['loss']:.4f}", **{cfg.metric: f"{self.best_metric:.4f}"})
@@ -538,7 +363,7 @@ class Trainer:
             wall_time=elapsed_before + time.perf_counter() - start, stopped=stopped,
         )
 
-    def _epoch(self) -> dict:
+    def run_epoch(self) -> dict:
         """One training epoch, its validation when due, and the checkpoint; returns the history row."""
         cfg = self.cfg
         t0 = time.perf_counter()

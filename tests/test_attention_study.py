@@ -1,4 +1,4 @@
-"""Unit tests of sarbench.analysis (Tables 2-3 from trained models) and sarbench.report.figures."""
+"""Unit tests of sarbench.analysis (Tables 2-3 from trained models) and sarbench.analysis.figures."""
 
 from __future__ import annotations
 
@@ -289,7 +289,7 @@ def test_user_attention_labels_the_mask_position():
 
 
 def test_study_case_computes_once_then_reads_the_cache(tmp_path, monkeypatch):
-    from sarbench.analysis import study as attention_study
+    from sarbench.analysis import cache as attention_study
     from sarbench.cases import model_path
     from sarbench.store import ResultStore, make_record
 
@@ -443,7 +443,7 @@ def user_maps():
 
 
 def test_figures_are_written_as_png_and_pdf(tmp_path):
-    from sarbench.report.figures import figure_attention, figure_locality, figure_low_rank, figure_spectra
+    from sarbench.analysis.figures import figure_attention, figure_locality, figure_low_rank, figure_spectra
 
     maps = user_maps()
     paths = figure_attention(maps, dataset="tiny", user=1, out_dir=tmp_path)
@@ -464,7 +464,7 @@ def test_figures_are_written_as_png_and_pdf(tmp_path):
 
 
 def test_figures_refuse_malformed_input(tmp_path):
-    from sarbench.report.figures import figure_attention, figure_locality, truncated_svd
+    from sarbench.analysis.figures import figure_attention, figure_locality, truncated_svd
 
     with pytest.raises(ValueError, match="no attention maps"):
         figure_attention({}, dataset="d", user=0, out_dir=tmp_path)

@@ -70,7 +70,7 @@ def test_unfinished_case_resumes_from_its_checkpoint(tmp_path, data, monkeypatch
 
     store = ResultStore(tmp_path / "results")
     scale = Scale("smoke", max_epochs=4, patience=4)
-    real_epoch = train.Trainer._epoch
+    real_epoch = train.Trainer.run_epoch
     calls = {"n": 0}
 
     def epoch_then_signal(self):
@@ -79,13 +79,13 @@ def test_unfinished_case_resumes_from_its_checkpoint(tmp_path, data, monkeypatch
             raise KeyboardInterrupt  # during the third epoch, as SIGTERM would under `sarbench run`
         return real_epoch(self)
 
-    monkeypatch.setattr(train.Trainer, "_epoch", epoch_then_signal)
+    monkeypatch.setattr(train.Trainer, "run_epoch", epoch_then_signal)
     first = run_case(
         table="vanilla", dataset="synthetic", design="vanilla", attention="AR", seed=0, scale=scale, device="cpu",
         data=data, store=store, checkpoints=store.folder / "checkpoints", catch_interrupt=True)
     assert first.extra["stopped"] == "interrupted" and first.epochs == 2
     assert list((store.folder / "checkpoints").glob("*.pt")), "an unfinished run keeps its checkpoint"
-    monkeypatch.setattr(train.Trainer, "_epoch", real_epoch)
+    monkeypatch.setattr(train.Trainer, "run_epoch", real_epoch)
     second = run_case(table="vanilla", dataset="synthetic", design="vanilla", attention="AR", seed=0, scale=scale,
                       device="cpu", data=data, store=store, checkpoints=store.folder / "checkpoints")
     assert second.key == first.key and second.extra["stopped"] == "max_epochs" and second.epochs == 4
@@ -100,13 +100,13 @@ def test_interrupt_propagates_unless_caught(tmp_path, data, monkeypatch):
     def interrupted(self):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train.Trainer, "_epoch", interrupted)
+    monkeypatch.setattr(train.Trainer, "run_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _run(data, ResultStore(tmp_path / "results"))
 
 
 def test_the_record_names_the_commit_that_trained_not_the_one_checked_out_at_the_end(tmp_path, data, monkeypatch):
-    import sarbench.store as store_module
+    import sarbench.provenance as store_module
 
     commits = iter(["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
     commit = {"now": next(commits)}

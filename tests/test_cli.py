@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import sarbench.cli as cli
+import sarbench.data.table1 as table1
 from sarbench.data import DATA_ENV, DATASETS, SyntheticConfig, make_synthetic
 from sarbench.data.readers import read_pairs
 
@@ -24,7 +25,7 @@ PAIRS = FIXTURES / "processed" / "pairs_tiny.txt"
 @pytest.fixture(autouse=True)
 def small_synthetic(monkeypatch):
     """`data stats` always adds the synthetic row; a small one keeps these tests fast."""
-    monkeypatch.setattr(cli, "make_synthetic", lambda: make_synthetic(SyntheticConfig(num_users=40)))
+    monkeypatch.setattr(table1, "make_synthetic", lambda: make_synthetic(SyntheticConfig(num_users=40)))
     monkeypatch.delenv(DATA_ENV, raising=False)
 
 

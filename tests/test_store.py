@@ -16,6 +16,7 @@ import pytest
 
 import sarbench
 from sarbench.store import (
+    SCHEMA,
     CorruptRecordWarning,
     RecordError,
     ResultRecord,
@@ -90,20 +91,29 @@ def test_records_of_another_results_version_are_stale_but_readable(tmp_path):
     assert store.find(record().key) is None  # never reused by the current code
 
 
-def test_schema_1_records_keep_their_key_and_read_as_stale(tmp_path):
-    """Records written before results versions (their key hashed the commit) still load, as stale."""
+def test_a_record_of_another_schema_is_skipped_with_a_warning(tmp_path):
+    """No committed record is of schema 1 (before results versions): such a file is not read."""
     import json
-
-    from sarbench.provenance import is_stale
-    from sarbench.store import _legacy_key
 
     rec = record().to_dict()
     for name in ("results_version", "source_hash", "schema"):
         rec.pop(name)
-    rec["key"] = _legacy_key(rec["case_id"], rec["config"], rec["fingerprint"], 0, "smoke", rec["code_version"])
     (tmp_path / f"old.s0.{rec['key']}.json").write_text(json.dumps(rec))
-    (loaded,) = ResultStore(tmp_path).records()
-    assert loaded.results_version == 1 and loaded.schema == 1 and is_stale(loaded)
+    with pytest.warns(CorruptRecordWarning, match="schema 1"):
+        assert ResultStore(tmp_path).records() == []
+
+
+def test_committed_records_are_of_the_current_schema():
+    """Every record committed under reports/ is of the schema this code reads, and loads as it is."""
+    from pathlib import Path
+
+    from sarbench.provenance import RESULTS_VERSION, is_stale
+
+    folder = Path(__file__).resolve().parents[1] / "reports" / "baseline" / "paper"
+    records = ResultStore(folder).records()
+    assert len(records) == len(list(folder.glob("*.json"))) > 0
+    assert all(r.schema == SCHEMA for r in records)
+    assert all(is_stale(r) == (r.results_version != RESULTS_VERSION) for r in records)
 
 
 def test_record_validation_names_the_problem():

@@ -4,7 +4,7 @@
                                [--concurrency 2] [--data-dir DIR] [--out reports/speed_tune_cpu.md]
 
 What is timed (with the search's own trial code path: ``sarbench.search.trial.trial_configs`` and
-``Trainer._epoch``, one torch thread): one trial's first report in full (``eval_every`` training
+``Trainer.run_epoch``, one torch thread): one trial's first report in full (``eval_every`` training
 epochs, the validation over all users, the checkpoint a report carries), and one training epoch
 plus one validation of every (hidden, heads) combination of the grid (the sizes that set the cost;
 the dropout rate is held at 0.2).

@@ -41,15 +41,15 @@ history is shorter than ``max_len`` (the appended ``[MASK]``), and ``S`` shrinks
 that is not the paper's version, the synthetic dataset and every smoke-scale result are labelled
 ``not comparable`` (:func:`sarbench.report.comparability`).
 
-Entry points: :func:`analyse_model` (one model), :func:`study_case` (one stored case, cached next
-to the results store), :func:`summary_frame`, :func:`paper_table`, :func:`write_study_tables`,
-:func:`sparsity_order` and :func:`rank_order`.
+Entry points: :func:`analyse_model` (one model, here); ``study_case`` (one stored case, cached next
+to the results store: cache.py); ``summary_frame``, ``paper_table``, ``write_study_tables``,
+``sparsity_order`` and ``rank_order`` (tables.py). Capturing the attention (the users, the maps,
+distances and spectra) is capture.py.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -62,6 +62,8 @@ import torch
 
 from ..evaluate import history_matrix
 from .measures import _torch_threads as _analysis_torch_threads
+from .capture import (MAX_USERS, SPECTRUM_K, attention_distance, capture_attention, select_users, singular_spectrum,
+                      uniform_attention)
 from .measures import attention_rank, attention_sparsity
 
 log = logging.getLogger(__name__)
@@ -72,10 +74,6 @@ MODELS: tuple[str, ...] = ("vanilla-AE", "local-AE", "vanilla-AR")
 LOCAL_OVERRIDES: dict = {"local_window": 2, "local_heads": 1}
 #: Noise standard deviation of the hard-threshold rank (see the module docstring).
 SIGMA = 1e-4
-#: Test users analysed per model (a seeded choice when a dataset has more).
-MAX_USERS = 1000
-#: Singular values kept per matrix for Figure 3 (indices 0..20, as the paper's figure).
-SPECTRUM_K = 21
 #: Users whose singular values are averaged for Figure 3 (the first of the seeded selection).
 SPECTRUM_USERS = 100
 #: Bump when the measures change, so that cached analyses are recomputed.
@@ -102,7 +100,6 @@ __all__ = [
     "pick_user",
     "select_users",
     "singular_spectrum",
-    "study_case",
     "uniform_attention",
     "user_attention",
 ]
@@ -133,147 +130,6 @@ def case_kwargs(model: str, dataset: str, seed: int = 0) -> dict:
         return {"table": "analysis", "dataset": dataset, "design": "vanilla", "attention": "AE", "seed": seed,
                 "model_overrides": dict(LOCAL_OVERRIDES), "variant": "local"}
     raise KeyError(f"unknown study model {model!r}; known: {', '.join(MODELS)}")
-
-
-# --------------------------------------------------------------------------------------------------
-# Capturing attention
-# --------------------------------------------------------------------------------------------------
-
-
-def select_users(n_eval: int, max_users: int = MAX_USERS, seed: int = 0) -> np.ndarray:
-    """Sorted indices into ``split.eval_users``: all of them, or a seeded choice of ``max_users``.
-
-    Example:
-        >>> select_users(5, 10).tolist()
-        [0, 1, 2, 3, 4]
-        >>> len(select_users(5000, 1000)), select_users(5000, 1000).tolist() == select_users(5000, 1000).tolist()
-        (1000, True)
-    """
-    if n_eval < 1:
-        raise ValueError(f"there are no evaluated users to analyse (n_eval={n_eval})")
-    if max_users < 1:
-        raise ValueError(f"max_users must be >= 1, got {max_users}")
-    if n_eval <= max_users:
-        return np.arange(n_eval, dtype=np.int64)
-    return np.sort(np.random.default_rng(seed).choice(n_eval, max_users, replace=False)).astype(np.int64)
-
-
-def capture_attention(model, histories, lengths) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
-    """Post-softmax attention of a batch of evaluation inputs, in the layout the measures (measures.py) expect.
-
-    Args:
-        model: a :class:`~sarbench.models.sar.SelfAttentiveRecommender`.
-        histories: ``(B, max_len)`` left-aligned test histories (numpy or torch, as
-            :func:`~sarbench.evaluate.history_matrix` gives them).
-        lengths: ``(B,)`` history lengths.
-
-    Returns:
-        ``(attn, real, inputs)``: ``attn`` float32 ``(B, layers, heads, L, L)``; ``real`` the number of
-        real positions per user (history plus the ``[MASK]`` for AE); ``inputs`` the model input ids.
-
-    Raises:
-        ValueError: if a row's real positions are not a prefix (the crop would be wrong).
-    """
-    device = next(model.parameters()).device
-    h = torch.as_tensor(np.asarray(histories), dtype=torch.long, device=device)
-    n = torch.as_tensor(np.asarray(lengths), dtype=torch.long, device=device)
-    maps, inputs = model.attention_maps(h, n)
-    real_mask = (inputs != 0).cpu()
-    real = real_mask.sum(1)
-    prefix = torch.arange(real_mask.shape[1])[None, :] < real[:, None]
-    if not bool((prefix == real_mask).all()):
-        row = int((prefix != real_mask).any(1).nonzero()[0])
-        raise ValueError(f"row {row} of the evaluation input is not tail-padded: real positions "
-                         f"{real_mask[row].nonzero().flatten().tolist()[:10]}...; cannot crop its attention")
-    return maps.transpose(0, 1).float().cpu(), real.numpy().astype(np.int64), inputs.cpu()
-
-
-def attention_distance(attn, length, aggregate: str = "matrix"):
-    """Mean attention distance ``(1/n) sum_{i<n} sum_{j<n} A_ij |i - j|`` of each cropped matrix.
-
-    The expected distance from a query to the key it attends to, averaged over the ``n`` real query
-    rows (for a row-stochastic block). 0 for a diagonal matrix, ``(n^2 - 1) / (3n)`` for the
-    uniform bidirectional one. Padded rows and columns are left out, as in measures.py.
-
-    Args:
-        attn: ``(layers, heads, L, L)`` or ``(users, layers, heads, L, L)``.
-        length: the real positions, an int or one per user.
-        aggregate: ``"matrix"`` (mean over all matrices, a float) or ``"none"`` (per matrix,
-            shape ``(users, layers, heads)`` or ``(layers, heads)``).
-
-    Example:
-        >>> import torch
-        >>> a = torch.zeros(1, 1, 3, 3)
-        >>> a[0, 0, :2, :2] = torch.tensor([[0.0, 1.0], [1.0, 0.0]])  # each looks at its neighbour
-        >>> attention_distance(a, 2)
-        1.0
-    """
-    if aggregate not in ("matrix", "none"):
-        raise ValueError(f"aggregate must be 'matrix' or 'none', got {aggregate!r}")
-    t = attn if isinstance(attn, torch.Tensor) else torch.as_tensor(np.asarray(attn))
-    single = t.ndim == 4
-    if single:
-        t = t.unsqueeze(0)
-    if t.ndim != 5 or t.shape[-1] != t.shape[-2]:
-        raise ValueError(f"attn must have shape (layers, heads, L, L) or (users, layers, heads, L, L), "
-                         f"got {tuple(attn.shape)}")
-    users, L = t.shape[0], t.shape[-1]
-    n = torch.as_tensor(np.broadcast_to(np.asarray(length, dtype=np.int64), (users,)).copy())
-    if bool(((n < 1) | (n > L)).any()):
-        u = int(((n < 1) | (n > L)).nonzero()[0])
-        raise ValueError(f"length of user {u} is {int(n[u])}, outside 1..L={L}")
-    pos = torch.arange(L)
-    dist = (pos[:, None] - pos[None, :]).abs().to(torch.float32)  # (L, L)
-    real = pos[None, :] < n[:, None]  # (U, L)
-    keep = real[:, None, :].to(torch.float32)  # (U, 1, L): real keys (padded query rows are dropped below)
-    row = (t.float() * (dist * keep)[:, None, None]).sum(-1).double()  # (U, layers, heads, L)
-    out = (row * real[:, None, None, :]).sum(-1) / n[:, None, None].double()
-    if not bool(torch.isfinite(out).all()):
-        raise ValueError("attn holds NaN or infinite values in a real block")
-    if aggregate == "none":
-        return out[0] if single else out
-    return float(out.mean())
-
-
-def singular_spectrum(attn, length, k: int = SPECTRUM_K) -> torch.Tensor:
-    """The ``k`` largest singular values of each cropped matrix, zero-padded when ``n < k``.
-
-    Returns a float64 tensor ``(users, layers, heads, k)`` (``(layers, heads, k)`` for one user).
-    """
-    t = attn if isinstance(attn, torch.Tensor) else torch.as_tensor(np.asarray(attn))
-    single = t.ndim == 4
-    if single:
-        t = t.unsqueeze(0)
-    lengths = np.broadcast_to(np.asarray(length, dtype=np.int64), (t.shape[0],))
-    out = torch.zeros(*t.shape[:3], k, dtype=torch.float64)
-    for n in np.unique(lengths):
-        idx = torch.as_tensor(np.flatnonzero(lengths == n))
-        s = torch.linalg.svdvals(t[idx, :, :, :n, :n].double())
-        m = min(k, int(n))
-        out[idx, :, :, :m] = s[..., :m]
-    return out[0] if single else out
-
-
-def uniform_attention(config, n: int) -> torch.Tensor:
-    """The uniform attention over the keys a model's mask allows, for ``n`` real positions.
-
-    ``config`` is the model's :class:`~sarbench.models.sar.SARConfig`. Returns ``(heads, n, n)``
-    float64, each row uniform over its allowed keys (AE: all, AR: ``j <= i``, a local head also
-    ``|i - j| <= window``).
-
-    Example:
-        >>> from sarbench.models.sar import SARConfig
-        >>> uniform_attention(SARConfig(num_items=5, attention="AR", heads=1), 3)[0]
-        tensor([[1.0000, 0.0000, 0.0000],
-                [0.5000, 0.5000, 0.0000],
-                [0.3333, 0.3333, 0.3333]], dtype=torch.float64)
-    """
-    from ..models.sar import attention_mask
-
-    allowed = attention_mask(torch.ones(1, n, dtype=torch.bool), config.attention, config.heads,
-                             config.local_window, config.local_heads).allowed[0]  # (H or 1, n, n)
-    allowed = allowed.expand(config.heads, n, n).to(torch.float64)
-    return allowed / allowed.sum(-1, keepdim=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -476,53 +332,3 @@ def user_attention(model, split, user: int) -> tuple[np.ndarray, list[str]]:
     if int(inputs[0, n - 1]) == model.cfg.mask_token:
         labels[-1] = "M"
     return attn[0, :, :, :n, :n].double().numpy(), labels
-
-
-# --------------------------------------------------------------------------------------------------
-# One stored case, cached
-# --------------------------------------------------------------------------------------------------
-
-
-def _cache_path(folder: Path, record, max_users: int, seed: int, sigma: float) -> Path:
-    params = json.dumps({"v": ANALYSIS_VERSION, "users": max_users, "seed": seed, "sigma": sigma,
-                         "trained": record.timestamp}, sort_keys=True)
-    tag = hashlib.sha256(params.encode()).hexdigest()[:10]
-    return folder / "analysis" / f"{record.key}-{tag}.npz"
-
-
-def study_case(store, record, dataset, model_label: str, *, max_users: int = MAX_USERS, seed: int = 0,
-               sigma: float = SIGMA, refresh: bool = False) -> AttentionMeasures:
-    """The measures of a stored case: computed from its kept weights, or read from the cache.
-
-    The cache lives next to the results store (``<store>/analysis/<record key>-<params>.npz``). A
-    record key changes with the configuration, the data and the code version, and the parameters
-    include the record's timestamp (a retrained case), so a stale analysis is not reused.
-
-    Args:
-        store: the :class:`~sarbench.store.ResultStore` of the record.
-        record: the case's :class:`~sarbench.store.ResultRecord`.
-        dataset: the :class:`~sarbench.data.SequenceDataset` the case trained on (its split is used).
-        model_label: one of :data:`MODELS` (kept in ``info``).
-        refresh: recompute even when a cached analysis exists.
-
-    Raises:
-        FileNotFoundError: when the case's trained weights were not kept (rerun the case).
-    """
-    from ..cases import load_model, model_path
-
-    path = _cache_path(Path(store.folder), record, max_users, seed, sigma)
-    if path.exists() and not refresh:
-        try:
-            return AttentionMeasures.load(path)
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("cached analysis %s is unreadable (%s); recomputing", path, exc)
-    model = load_model(store, record)
-    if model is None:
-        raise FileNotFoundError(
-            f"{record.case_id} seed {record.seed}: no trained weights at {model_path(store, record.key)}; "
-            f"rerun the case (pytest ... --rerun) to keep them")
-    info = {"model": model_label, "dataset": record.dataset, "case_id": record.case_id, "key": record.key,
-            "scale": record.scale, "fingerprint": record.fingerprint, "N@10": record.metrics.get("N@10")}
-    measures = analyse_model(model, dataset.split(), max_users=max_users, seed=seed, sigma=sigma, info=info)
-    measures.save(path)
-    return measures

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
+from ..config import Attention, TrainConfig
 from .interface import ModelSpec, SequentialRecommender
 
 
@@ -36,7 +37,7 @@ class GRU4RecConfig:
     dropout: float = 0.25  # on the embeddings and between GRU layers
 
     def __post_init__(self):
-        if self.attention != "AR":
+        if self.attention != Attention.AR:
             raise ValueError(f"GRU4Rec is causal by construction: attention must be 'AR', got {self.attention!r}")
         if self.layers < 1 or self.hidden < 1:
             raise ValueError(f"GRU4Rec needs layers >= 1 and hidden >= 1, got {self.layers} and {self.hidden}")
@@ -64,10 +65,9 @@ class GRU4Rec(SequentialRecommender):
 def defaults(attention: str, dataset: str, num_items: int, num_users: int):
     """Settings of a benchmark case: d=64, one layer, CE over all items, Adam, batch 256, the
     dataset's max_len; training length and early stopping as the paper's vanilla models."""
-    from ..presets import max_len
-    from ..train import TrainConfig
+    from ..data import dataset_max_len
 
-    model = GRU4RecConfig(num_items=num_items, attention=attention, max_len=max_len(dataset))
+    model = GRU4RecConfig(num_items=num_items, attention=attention, max_len=dataset_max_len(dataset))
     train = TrainConfig(loss="ce", optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=256, max_epochs=1000,
                         patience=20, grad_clip=5.0)
     return model, train

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import ATTENTIONS, Attention, TrainConfig
 from .interface import ModelSpec, SequentialRecommender
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
@@ -68,7 +69,7 @@ class BackboneConfig:
 
     def __post_init__(self):
         name = type(self).__name__
-        if self.attention not in ("AE", "AR"):
+        if self.attention not in ATTENTIONS:
             raise ValueError(f"{name}.attention must be 'AE' or 'AR', got {self.attention!r}")
         if self.num_items < 1 or self.max_len < 2:
             raise ValueError(f"{name} needs num_items >= 1 and max_len >= 2, got {self.num_items} and {self.max_len}")
@@ -183,7 +184,7 @@ class AlbertRecommender(HFRecommender):
         return AlbertModel(config, add_pooling_layer=False)
 
     def backbone_mask(self, items):
-        if self.cfg.attention == "AE":
+        if self.cfg.attention == Attention.AE:
             return super().backbone_mask(items)
         dtype = self.backbone.get_input_embeddings().weight.dtype
         return prepared_mask(items, causal=True, implementation=self.cfg.attn_implementation, dtype=dtype)
@@ -198,7 +199,7 @@ class LlamaRecommender(HFRecommender):
             num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
             hidden_act="gelu", max_position_embeddings=cfg.max_len, attention_dropout=cfg.dropout,
             pad_token_id=0, bos_token_id=None, eos_token_id=None, use_cache=False,
-            is_causal=cfg.attention == "AR", attn_implementation=cfg.attn_implementation,
+            is_causal=cfg.attention == Attention.AR, attn_implementation=cfg.attn_implementation,
         )
         return LlamaModel(config)
 
@@ -228,8 +229,7 @@ def table6_defaults(config_cls, attention: str, dataset: str, num_items: int, nu
     of the model config or of TrainConfig. An unknown key, ``num_items``/``attention`` (fixed by the
     case) or a name of both configs is an error naming it.
     """
-    from ..presets import max_len
-    from ..train import TrainConfig
+    from ..data import dataset_max_len
 
     model_fields = {f.name for f in dataclasses.fields(config_cls)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -239,7 +239,7 @@ def table6_defaults(config_cls, attention: str, dataset: str, num_items: int, nu
     if unknown:
         raise KeyError(f"{config_cls.__name__} overrides: unknown or fixed key(s) {', '.join(unknown)}; valid: "
                        f"{', '.join(sorted((model_fields | train_fields) - bad))}")
-    model = {"max_len": max_len(dataset), "hidden": 64, "layers": 2, **base_settings(dataset), **fixed}
+    model = {"max_len": dataset_max_len(dataset), "hidden": 64, "layers": 2, **base_settings(dataset), **fixed}
     train = {"loss": "ce", "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "betas": (0.9, 0.98), "eps": 1e-8,
              "grad_clip": 0.0, "batch_size": 128, "max_epochs": 1000, "patience": 20, "precision": "fp32"}
     for key, value in overrides.items():

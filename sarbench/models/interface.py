@@ -40,6 +40,7 @@ worked example, registered through the entry point exactly as an outside package
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -47,43 +48,16 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from .. import objective
+from ..config import ATTENTIONS, TrainingFields, training_fields  # noqa: F401  (re-exported: the interface's fields)
+
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "sarbench.models"
 
-
-@dataclass(frozen=True)
-class TrainingFields:
-    """The config fields the trainer reads, with the interface's defaults filled in."""
-
-    num_items: int
-    attention: str
-    max_len: int
-    mask_prob: float = 0.2
-    num_users: int = 0
-    sse_item_prob: float = 0.0
-    sse_user_prob: float = 0.0
-
-    @property
-    def mask_token(self) -> int:
-        return self.num_items + 1
-
-
-def training_fields(cfg) -> TrainingFields:
-    """The interface fields of a model config; a clear error names what is missing or wrong."""
-    name = type(cfg).__name__
-    if not dataclasses.is_dataclass(cfg):
-        raise TypeError(f"a model config must be a frozen dataclass instance, got {name}")
-    values = {}
-    for f in dataclasses.fields(TrainingFields):
-        if hasattr(cfg, f.name):
-            values[f.name] = getattr(cfg, f.name)
-        elif f.default is dataclasses.MISSING:
-            raise TypeError(f"model config {name} lacks {f.name!r}, which the model interface requires "
-                            f"(num_items, attention, max_len; see sarbench.models.interface)")
-    if values["attention"] not in ("AE", "AR"):
-        raise ValueError(f"{name}.attention must be 'AE' or 'AR', got {values['attention']!r}")
-    return TrainingFields(**values)
+# The paper's model, loaded like an entry point ("module:attribute"; pyproject.toml lists the others):
+# nothing here imports a model, and the self-attentive recommender is one registered model among others.
+BUILTIN_MODELS = {"sar": "sarbench.models.sar:SPEC"}
 
 
 class SequentialRecommender(nn.Module):
@@ -124,29 +98,12 @@ class SequentialRecommender(nn.Module):
     # --- evaluation, from the above -----------------------------------------------------------------
     def history_window(self, max_len: int) -> int:
         """History items in the evaluation input: AR reads max_len, AE max_len - 1 and a [MASK]."""
-        if self.fields.attention == "AR":
-            return max_len
-        return max(1, min(max_len, self.fields.max_len - 1))
+        return objective.history_window(self.fields, max_len)
 
     def eval_inputs(self, histories, lengths):
-        """Place the prediction slot: AR reads the last history position; AE appends [MASK].
-
-        ``histories`` (B, L) are each user's last min(len, max_len) items, left-aligned.
-        Returns (inputs, position of the prediction per user).
-        """
-        if self.fields.attention == "AR":
-            return histories, lengths - 1
-        L = histories.shape[1]
-        # AE: keep the last max_len-1 history items, then [MASK].
-        keep = torch.clamp(lengths, max=self.fields.max_len - 1)
-        shift = lengths - keep  # drop the oldest items of full-length histories
-        idx = torch.arange(L, device=histories.device)[None, :] + shift[:, None]
-        shifted = torch.gather(histories, 1, idx.clamp(max=L - 1)) * (idx < lengths[:, None])
-        width = min(L + 1, self.fields.max_len)
-        inputs = torch.zeros(len(histories), width, dtype=histories.dtype, device=histories.device)
-        inputs[:, : min(L, width)] = shifted[:, :width]
-        inputs[torch.arange(len(histories), device=histories.device), keep] = self.fields.mask_token
-        return inputs, keep
+        """Place the prediction slot (sarbench.objective.eval_inputs): AR reads the last history
+        position; AE appends [MASK]. Returns (inputs, position of the prediction per user)."""
+        return objective.eval_inputs(self.fields, histories, lengths)
 
     @torch.no_grad()
     def score(self, histories, lengths, users=None):
@@ -181,6 +138,7 @@ class ModelSpec:
         build: config -> model (a :class:`SequentialRecommender`).
         defaults: ``(attention, dataset, num_items, num_users) -> (config, TrainConfig)``: the
             settings a benchmark case starts from (the scale's epochs and patience are applied on top).
+            None only for the paper's model, whose settings are the design presets (sarbench.presets).
         attentions: the attentions the model supports (a GRU is causal by construction: ``("AR",)``).
         description: one line for listings.
     """
@@ -188,8 +146,8 @@ class ModelSpec:
     name: str
     config: type
     build: Callable[[Any], SequentialRecommender]
-    defaults: Callable[[str, str, int, int], tuple]
-    attentions: tuple[str, ...] = ("AE", "AR")
+    defaults: Callable[[str, str, int, int], tuple] | None = None
+    attentions: tuple[str, ...] = ATTENTIONS
     description: str = ""
 
     def __post_init__(self):
@@ -197,7 +155,7 @@ class ModelSpec:
             raise ValueError(f"model name {self.name!r}: use lowercase letters, digits and '_'")
         if not dataclasses.is_dataclass(self.config):
             raise TypeError(f"model {self.name!r}: config must be a dataclass, got {self.config!r}")
-        bad = [a for a in self.attentions if a not in ("AE", "AR")]
+        bad = [a for a in self.attentions if a not in ATTENTIONS]
         if not self.attentions or bad:
             raise ValueError(f"model {self.name!r}: attentions must be a non-empty subset of ('AE', 'AR'), got "
                              f"{self.attentions!r}")
@@ -219,6 +177,13 @@ def register(spec: ModelSpec, replace: bool = False) -> ModelSpec:
     return spec
 
 
+def _load_spec(value: str) -> ModelSpec:
+    """The ModelSpec an entry-point value (``"module:attribute"``) names; a callable is called."""
+    module, _, attribute = value.partition(":")
+    spec = getattr(importlib.import_module(module), attribute)
+    return spec() if callable(spec) and not isinstance(spec, ModelSpec) else spec
+
+
 def _load_entry_points() -> None:
     global _ENTRY_POINTS_LOADED
     if _ENTRY_POINTS_LOADED:
@@ -226,10 +191,14 @@ def _load_entry_points() -> None:
     _ENTRY_POINTS_LOADED = True
     from importlib.metadata import entry_points
 
+    for name, value in BUILTIN_MODELS.items():  # sarbench's own: an error here is sarbench's, so it raises
+        spec = _load_spec(value)
+        if spec.name != name:
+            raise ValueError(f"built-in model {name!r} names a model called {spec.name!r}")
+        register(spec)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
-            spec = ep.load()
-            spec = spec() if callable(spec) and not isinstance(spec, ModelSpec) else spec
+            spec = _load_spec(ep.value)
             if spec.name != ep.name:
                 raise ValueError(f"entry point {ep.name!r} names a model called {spec.name!r}")
             register(spec)
@@ -239,8 +208,6 @@ def _load_entry_points() -> None:
 
 def registered() -> dict[str, ModelSpec]:
     """Every known model: the built-in ones, entry points of installed packages, and register() calls."""
-    from . import sar  # noqa: F401  (importing it registers the self-attentive model)
-
     _load_entry_points()
     return dict(_REGISTRY)
 

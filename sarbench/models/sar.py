@@ -26,62 +26,15 @@ a user's items sit at positions 0..len-1, padding after them, positions are coun
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .interface import ModelSpec, SequentialRecommender, register
+from ..config import Attention, SARConfig
+from .interface import ModelSpec, SequentialRecommender
 from .kernels import Dropout, additive_bias, dropout, dropout_attention
-
-
-@dataclass(frozen=True)
-class SARConfig:
-    num_items: int  # N; ids 1..N, 0 = padding, N+1 = [MASK]
-    attention: str = "AR"  # "AR" = causal mask, "AE" = bidirectional mask
-    max_len: int = 50
-    hidden: int = 64
-    layers: int = 2
-    heads: int = 1
-    dropout: float = 0.2  # hidden dropout (embeddings, residual branches; ModSAR: inside the FFN)
-    attn_dropout: float = 0.2  # dropout on the attention probabilities
-    norm_first: bool = False  # pre-LN (SASRec style) or post-LN (BERT4Rec style)
-    activation: str = "gelu"  # "gelu" or "relu" in the feed-forward block
-    embedding_norm: bool = True  # LayerNorm after the embedding sum (BERT4Rec)
-    embedding_norm_eps: float = 1e-12  # its epsilon: BERT's and the authors' 1e-12 (other norms: torch's 1e-5)
-    output_transform: bool = True  # Linear -> GELU -> LayerNorm before the tied output (BERT4Rec)
-    item_bias: bool = True  # per-item output bias
-    mask_prob: float = 0.2  # AE: fraction of positions replaced by [MASK] in training
-    local_window: int = 0  # > 0: local heads attend only to |i - j| <= local_window
-    local_heads: int = 0  # how many heads (the last ones) are local; >= heads means all
-    num_users: int = 0  # > 0: SSE-PT user embeddings (half of the hidden size), concatenated to items
-    sse_item_prob: float = 0.0  # SSE-PT: per-position probability of a random input item (training only)
-    sse_user_prob: float = 0.0  # SSE-PT: probability of a random user id (training only)
-    # The authors' modular network (ModSAR); each off by default (the Table-4 network):
-    embedding_scale: bool = False  # multiply item embeddings by sqrt(hidden)
-    norm_residual: bool = False  # pre-LN block whose residual is the normalised input: x~ = LN(x); x = x~ + f(x~)
-    ffn_inner_dropout: bool = False  # FFN = Drop(W2(act(Drop(W1 x)))), no dropout on the attention output
-    init: str = "trunc_normal"  # "trunc_normal" (BERT: N(0, 0.02) within +-0.04) or "xavier" (ModSAR)
-
-    def __post_init__(self):
-        if self.attention not in ("AE", "AR"):
-            raise ValueError(f"attention must be 'AE' or 'AR', got {self.attention!r}")
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden={self.hidden} must be divisible by heads={self.heads}")
-        if self.activation not in ("gelu", "relu"):
-            raise ValueError(f"activation must be 'gelu' or 'relu', got {self.activation!r}")
-        if self.num_users and self.hidden % 2:
-            raise ValueError("SSE-PT splits the hidden size between items and users: hidden must be even")
-        if self.init not in ("trunc_normal", "xavier"):
-            raise ValueError(f"init must be 'trunc_normal' or 'xavier', got {self.init!r}")
-        if self.norm_residual and not self.norm_first:
-            raise ValueError("norm_residual is a pre-LN block: set norm_first=True with it")
-
-    @property
-    def mask_token(self) -> int:
-        return self.num_items + 1
 
 
 # --- the mask: the whole difference between AE and AR ----------------------------------------------
@@ -105,7 +58,7 @@ def attention_mask(real: torch.Tensor, attention: str, heads: int = 1, window: i
     L = real.shape[1]
     allowed = real[:, None, None, :]  # (B, 1, 1, L): keys must be items, not padding
     i = torch.arange(L, device=real.device)
-    if attention == "AR":
+    if attention == Attention.AR:
         allowed = allowed & (i[None, :] <= i[:, None])  # (B, 1, L, L): key j <= query i
     local = window > 0 and local_heads > 0
     if local:
@@ -114,7 +67,7 @@ def attention_mask(real: torch.Tensor, attention: str, heads: int = 1, window: i
         head_mask = near | ~is_local[:, None, None]  # (H, L, L)
         allowed = allowed & head_mask
     allowed = allowed.expand(-1, -1, L, -1) if allowed.shape[2] == 1 else allowed
-    return Mask(allowed, causal=attention == "AR" and not local)
+    return Mask(allowed, causal=attention == Attention.AR and not local)
 
 
 # --- the blocks ----------------------------------------------------------------------------------------
@@ -312,13 +265,9 @@ class SelfAttentiveRecommender(SequentialRecommender):
             self.train(was_training)
 
 
-def _defaults(attention: str, dataset: str, num_items: int, num_users: int):
-    from ..presets import preset
-
-    return preset(f"vanilla-{attention}", dataset, num_items, num_users)
-
-
-SPEC = register(ModelSpec(
-    name="sar", config=SARConfig, build=SelfAttentiveRecommender, defaults=_defaults,
+# Registered by name (models/interface.py, BUILTIN_MODELS) as the other models are through their entry
+# points. No defaults: a case of this model takes its settings from a design preset (sarbench.presets).
+SPEC = ModelSpec(
+    name="sar", config=SARConfig, build=SelfAttentiveRecommender,
     description="the paper's self-attentive recommender (AE or AR by the mask; presets vanilla and design)",
-))
+)

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ..config import Attention
 from .hf import BackboneConfig, table6_defaults
 from .interface import ModelSpec, SequentialRecommender
 
@@ -174,7 +175,7 @@ class TransfoXLRecommender(SequentialRecommender):
         q = x.shape[1]
         real_keys = real if memory is None else torch.cat([memory_real, real], dim=1)
         k = real_keys.shape[1]
-        causal = self.cfg.attention == "AR"
+        causal = self.cfg.attention == Attention.AR
         allowed = allowed_keys(real_keys, q, causal)
         lowest = 0 if causal else -(q - 1)  # AR needs distances >= 0 only; AE also keys after the query
         distances = torch.arange(k - 1, lowest - 1, -1, device=x.device)

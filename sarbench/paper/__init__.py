@@ -27,11 +27,13 @@ from importlib import resources
 
 import pandas as pd
 
+from ..config import ATTENTIONS
+from ..designs import DESIGNS, HF_BACKBONES, variants
+
 METRICS: tuple[str, ...] = ("R@5", "R@10", "R@20", "N@5", "N@10", "N@20")
 RECALL_METRICS: tuple[str, ...] = tuple(m for m in METRICS if m.startswith("R@"))
 NDCG_METRICS: tuple[str, ...] = tuple(m for m in METRICS if m.startswith("N@"))
 DATASET_ORDER: tuple[str, ...] = ("beauty", "sports", "video", "yelp", "ml-1m")
-ATTENTIONS: tuple[str, ...] = ("AE", "AR")
 
 FILES: dict[str, str] = {
     "table1": "table1_datasets.csv",
@@ -45,25 +47,13 @@ FILES: dict[str, str] = {
 #: The metric tables by the name result records use for them (``ResultRecord.table``).
 METRIC_TABLES: dict[str, str] = {"vanilla": "table4", "design": "table5", "hf": "table6"}
 
-#: Column groups (variants) of each metric table, in the paper's order.
-VARIANTS: dict[str, tuple[str, ...]] = {
-    "vanilla": ("vanilla",),
-    "design": ("local_attn", "ssept", "loss_ce", "loss_bpr"),
-    "hf": ("albert", "llama", "transfo_xl"),
-}
+#: Column groups (variants) of each metric table, in the paper's order (the designs' declaration).
+VARIANTS: dict[str, tuple[str, ...]] = {table: variants(table) for table in ("vanilla", "design", "hf")}
 
 #: The training loss behind each paper column (protocol of the authors' code: Table 4 and the HF
 #: backbones use cross-entropy, SSE-PT runs with BCE, local attention with CE).
-PAPER_LOSS: dict[str, str] = {
-    "vanilla": "ce",
-    "local_attn": "ce",
-    "ssept": "bce",
-    "loss_ce": "ce",
-    "loss_bpr": "bpr",
-    "albert": "ce",
-    "llama": "ce",
-    "transfo_xl": "ce",
-}
+PAPER_LOSS: dict[str, str] = {**{d.variant: d.loss for d in DESIGNS.values() if d.in_paper},
+                              **{backbone: "ce" for backbone in HF_BACKBONES}}
 
 
 def _read_text(filename: str) -> str:

@@ -4,7 +4,9 @@
     cells.py   records -> cells: labels, comparability with the paper, notes
     tables.py  the tables (ours vs paper, mean gains, paired tests, Table 1, exclusion rules)
     render.py  Markdown / CSV / LaTeX, report.md and summary.txt; build_report (``sarbench report``)
-    figures.py the attention figures of the analysis
+
+The attention figures are the analysis's (sarbench.analysis.figures): the analysis renders its tables
+with this package, and nothing here imports the analysis.
 
 Entry points: :func:`build_report` (``sarbench report DIR``), :func:`build_tables`, :func:`summary_text`.
 """

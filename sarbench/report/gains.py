@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..config import ATTENTIONS, Attention
 from ..paper import DATASET_ORDER, METRICS
 
 CELL_KEYS = ["dataset", "variant", "metric"]
@@ -74,7 +75,7 @@ def cell_gains(cells: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, variant, metric) with both an AE and an AR value: ``AE, AR, gain_pct``."""
     _check_cells(cells)
     wide = cells.set_index([*CELL_KEYS, "attention"])["value"].unstack("attention")
-    wide = wide.reindex(columns=["AE", "AR"]).dropna(subset=["AE", "AR"])
+    wide = wide.reindex(columns=list(ATTENTIONS)).dropna(subset=list(ATTENTIONS))
     out = wide.reset_index()
     out.columns.name = None
     out["gain_pct"] = relative_gain(out["AR"].to_numpy(), out["AE"].to_numpy())
@@ -89,8 +90,8 @@ def best_over_best(cells: pd.DataFrame) -> pd.DataFrame:
     _check_cells(cells)
     rows = []
     for (dataset, metric), group in cells.dropna(subset=["value"]).groupby(["dataset", "metric"], sort=False):
-        ae = group[group.attention == "AE"]
-        ar = group[group.attention == "AR"]
+        ae = group[group.attention == Attention.AE]
+        ar = group[group.attention == Attention.AR]
         if ae.empty or ar.empty:
             continue
         best_ae = ae.loc[ae["value"].idxmax()]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..config import ATTENTIONS
 from ..data.registry import DATASETS
 from ..paper import VARIANTS, paper_cells
 from ..significance import compare_records
@@ -49,14 +50,14 @@ def comparison_table(ours: pd.DataFrame, paper: pd.DataFrame | None) -> pd.DataF
     _check_cells(ours, "ours")
     stats = ours.set_index([*CELL_KEYS, "attention"])
     wide = pd.DataFrame(index=stats.index.droplevel("attention").unique())
-    for att in ("AE", "AR"):
+    for att in ATTENTIONS:
         part = stats.xs(att, level="attention") if att in stats.index.get_level_values("attention") else None
         for col, src in ((att, "value"), (f"{att} std", "std"), (f"{att} n", "n_seeds")):
             wide[col] = part[src].reindex(wide.index) if part is not None and src in part else np.nan
     notes = stats["note"].groupby(level=CELL_KEYS).agg(_join_notes) if "note" in stats else pd.Series(dtype=object)
     if paper is not None and not paper.empty:
         ppr = paper.set_index([*CELL_KEYS, "attention"])["value"].unstack("attention")
-        ppr = ppr.reindex(columns=["AE", "AR"])
+        ppr = ppr.reindex(columns=list(ATTENTIONS))
         wide["paper AE"] = ppr["AE"].reindex(wide.index)
         wide["paper AR"] = ppr["AR"].reindex(wide.index)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..config import ATTENTIONS
 from .defaults import (AUTHORS_EVAL_EVERY, AUTHORS_GRACE_PERIOD, AUTHORS_MAX_T, AUTHORS_REDUCTION_FACTOR,
                        BEST_SCOPES, PRESETS_ENV, SCHEDULERS)
 from .spaces import SPACES, SpaceError, get_space, with_axes
@@ -156,7 +157,7 @@ def add_tune_parser(sub) -> None:
     p = sub.add_parser("tune", help="hyperparameter search with Ray Tune (ASHA or grid); writes a tuned preset",
                        description=DESCRIPTION)
     p.add_argument("--dataset", default=None, help="dataset name (required unless --list-spaces)")
-    p.add_argument("--attention", choices=["AE", "AR"], default=None, help="AE or AR (required unless --list-spaces)")
+    p.add_argument("--attention", choices=list(ATTENTIONS), default=None, help="AE or AR (required unless --list-spaces)")
     p.add_argument("--space", default=None, metavar="NAME|FILE",
                    help=f"named space ({', '.join(SPACES)}) or a JSON space file (required unless --list-spaces)")
     p.add_argument("--design", default=None,

@@ -35,6 +35,7 @@ does nothing for this case (``mask_prob`` for AR, SSE-PT rates without user embe
 
 from __future__ import annotations
 
+import enum
 import itertools
 import json
 import math
@@ -42,8 +43,8 @@ import typing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..models.sar import SARConfig
-from ..train import TrainConfig
+from ..config import Attention, SARConfig, TrainConfig
+from ..designs import DESIGNS
 
 
 class SpaceError(ValueError):
@@ -129,7 +130,7 @@ class Space:
 
     def for_attention(self, attention: str) -> "Space":
         """The space an ``attention`` case searches: AR drops ``mask_prob`` from the grid."""
-        if attention != "AR" or "mask_prob" not in self.axes:
+        if attention != Attention.AR or "mask_prob" not in self.axes:
             return self
         return replace(self, grid=tuple((k, v) for k, v in self.grid if k != "mask_prob"))
 
@@ -227,6 +228,8 @@ def _coerce(where: str, key: str, value, typ):
     elif typ is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
+    elif isinstance(typ, type) and issubclass(typ, enum.Enum):  # Attention: its text
+        ok = value in set(typ)
     else:
         ok = isinstance(value, typ)
     if not ok:
@@ -321,7 +324,7 @@ def check_space(space: Space, model_cfg: SARConfig, train_cfg: TrainConfig) -> S
 def _check_useful(space: Space, model_cfg: SARConfig) -> None:
     """Reject parameters that cannot change this case's result (each value would rerun the same trial)."""
     keys = {k for k, _ in space.grid}
-    if model_cfg.attention == "AR" and "mask_prob" in keys:
+    if model_cfg.attention == Attention.AR and "mask_prob" in keys:
         raise SpaceError(f"space {space.name}: 'mask_prob' does nothing for AR (the causal model masks nothing)")
     for key in ("sse_item_prob", "sse_user_prob"):
         if key in keys and not model_cfg.num_users:
@@ -359,19 +362,21 @@ _ONE_DROPOUT = (("attn_dropout", "dropout"),)
 _AUTHORS = "the authors' Ray-Tune grid (protocol.md section 5)"
 _BASE = (("mask_prob", _MASK), ("heads", _HEADS), ("dropout", _DROPOUT), ("hidden", _HIDDEN))
 _TENTHS = tuple(round(0.1 * k, 1) for k in range(1, 10))
+# A design's space is named by its column group (designs.py); its design and fixed settings come from there.
+_DESIGN_OF = {d.variant: d.name for d in DESIGNS.values()}
+_LOCAL = tuple((k, v) for k, v in DESIGNS["local"].model.items() if k != "heads")  # heads is an axis
 
 SPACES: dict[str, Space] = {
-    "loss_ce": Space("loss_ce", _BASE, _AUTHORS_FIXED, _ONE_DROPOUT, design="ce", source=_AUTHORS),
-    "loss_bce": Space("loss_bce", _BASE, _AUTHORS_FIXED, _ONE_DROPOUT, design="bce", source=_AUTHORS),
+    "loss_ce": Space("loss_ce", _BASE, _AUTHORS_FIXED, _ONE_DROPOUT, design=_DESIGN_OF["loss_ce"], source=_AUTHORS),
+    "loss_bce": Space("loss_bce", _BASE, _AUTHORS_FIXED, _ONE_DROPOUT, design=_DESIGN_OF["loss_bce"], source=_AUTHORS),
     "ssept": Space("ssept", (*_BASE, ("sse_item_prob", _MASK), ("sse_user_prob", _MASK)), _AUTHORS_FIXED,
-                   _ONE_DROPOUT, design="ssept", source=_AUTHORS),
+                   _ONE_DROPOUT, design=_DESIGN_OF["ssept"], source=_AUTHORS),
     "local_attn": Space("local_attn", (*_BASE, ("weight_decay", (0.0, 1e-4, 1e-2, 1.0))),
-                        (*_AUTHORS_FIXED, ("local_window", 2), ("local_heads", 1)), _ONE_DROPOUT, design="local",
-                        source=_AUTHORS),
+                        (*_AUTHORS_FIXED, *_LOCAL), _ONE_DROPOUT, design=_DESIGN_OF["local_attn"], source=_AUTHORS),
     "hf": Space("hf", _BASE[:3], (*_AUTHORS_FIXED, ("hidden", 64)), _ONE_DROPOUT, design=None, source=_AUTHORS),
     "vanilla": Space("vanilla", (("hidden", (32, 64, 128, 256, 512)), ("dropout", _TENTHS), ("attn_dropout", _TENTHS),
                                  ("layers", (1, 2, 4)), ("heads", (1, 2, 4)), ("mask_prob", _MASK)),
-                     design="vanilla", source="the paper's Section 2.2.3 (hyper-parameter tuning)"),
+                     design=_DESIGN_OF["vanilla"], source="the paper's Section 2.2.3 (hyper-parameter tuning)"),
 }
 
 

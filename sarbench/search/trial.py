@@ -8,7 +8,7 @@ carries a checkpoint of the trainer, so an interrupted trial resumes from its la
 
 **The test split never reaches a trial.** The driver sends :func:`search_split`: the training
 sequences and the validation targets, with the test targets withheld (an empty array). A trial
-runs the trainer's epoch loop itself (``Trainer._epoch``: train, validate when due) and never calls
+runs the trainer's epoch loop itself (``Trainer.run_epoch``: train, validate when due) and never calls
 ``Trainer.fit``, which tests the best state at the end.
 """
 
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import ATTENTIONS
 from ..data import Split
 from ..presets import preset
 from ..train import Trainer
@@ -61,7 +62,7 @@ class SearchConfig:
     scale: str = "paper"
 
     def __post_init__(self):
-        if self.attention not in ("AE", "AR"):
+        if self.attention not in ATTENTIONS:
             raise ValueError(f"attention must be 'AE' or 'AR', got {self.attention!r}")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
@@ -153,11 +154,9 @@ def run_trial(config: dict, setup: TrialSetup) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            trainer.checkpoint = Path(folder) / STATE_FILE
-            trainer.load_checkpoint()
-        trainer.checkpoint = None
+            trainer.load_checkpoint(Path(folder) / STATE_FILE)
     while trainer.epoch < train_cfg.max_epochs:
-        row = trainer._epoch()
+        row = trainer.run_epoch()
         if "valid" not in row:
             continue
         with tempfile.TemporaryDirectory() as folder:

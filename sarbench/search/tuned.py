@@ -31,7 +31,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cases import DESIGN_VARIANT, SCALES, DataCache, Scale, run_case
+from ..cases import SCALES, DataCache, Scale, run_case
+from ..designs import DESIGNS, table_of
 from ..data import DATASETS, SequenceDataset
 from ..provenance import RESULTS_VERSION, source_hash
 from ..store import ResultRecord, ResultStore, code_version
@@ -59,7 +60,7 @@ def preset_path(folder: str | os.PathLike | None, dataset: str, design: str, att
 
 def case_table(design: str) -> str:
     """The paper table a design's case fills: vanilla (Table 4), design (Table 5) or hf (Table 6)."""
-    return "vanilla" if design == "vanilla" else "design" if design in DESIGN_VARIANT else "hf"
+    return table_of(design)
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ def tune_case(search: SearchConfig, *, results: str | os.PathLike = "results", d
         record = run_case(table=case_table(search.design), dataset=search.dataset, design=search.design,
                           attention=search.attention, seed=search.seed, scale=scale, device=device, data=data,
                           store=store, checkpoints=results / "checkpoints", model_overrides=model,
-                          train_overrides=train, variant=DESIGN_VARIANT.get(search.design, search.design),
+                          train_overrides=train, variant=DESIGNS[search.design].variant if search.design in DESIGNS else search.design,
                           tuned_preset=preset_name(search.dataset, search.design, search.attention),
                           catch_interrupt=True)
         if record.extra.get("stopped") in UNFINISHED:  # a preset only from a retrain that finished

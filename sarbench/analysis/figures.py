@@ -28,8 +28,8 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..analysis.measures import hard_threshold_rank
-from ..analysis.study import MODELS, SIGMA, SPECTRUM_K
+from .measures import hard_threshold_rank
+from .study import MODELS, SIGMA, SPECTRUM_K
 
 log = logging.getLogger(__name__)
 
