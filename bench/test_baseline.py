@@ -37,6 +37,11 @@ def test_deviation_check_detects_unlisted_and_stale():
         metrics = {"N@10": 0.05, "R@10": 0.3008}
 
     assert [d["metric"] for d in paper_deviations([Rec])] == ["N@10"]
+
+    class Other(Rec):  # another model's row in Table 4 (GRU4Rec): the paper has no cell to deviate from
+        variant, case_id = "gru4rec", "vanilla[ml-1m-gru4rec-AR-ce]"
+
+    assert paper_deviations([Other]) == []
     unlisted, stale = check_deviations([Rec], [])
     assert len(unlisted) == 1 and "N@10" in unlisted[0] and not stale
     listed = [{"case_id": Rec.case_id, "seed": "0", "metric": "R@10", "reason": "x"}]
