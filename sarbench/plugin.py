@@ -331,10 +331,10 @@ def plan_lines(config, items) -> list[str]:
 
     st = bench_state(config)
     threads = torch.get_num_threads() if st.device == "cpu" else 0  # paper scale: torch's default threads
-    rows, missing = [], []
+    rows, missing, history = [], [], history_records()  # read once, not once per case
     for case in cases:
         try:
-            rows.append(measure_case(case, data=st.data, scale=st.scale, device=st.device, history=history_records()))
+            rows.append(measure_case(case, data=st.data, scale=st.scale, device=st.device, history=history))
         except DatasetMissing:
             missing.append(case["dataset"])
     if not rows:
