@@ -240,6 +240,9 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
                 "precision": "fp32" if torch.device(device).type != "cuda" else train_cfg.precision,
                 # CPU threads of the training process: CPU time = threads x wall_time_s (on CPU)
                 "threads": torch.get_num_threads() if torch.device(device).type == "cpu" else None,
+                # the CPU time the epochs took (all threads of the process), when every epoch measured it
+                "cpu_seconds": (round(sum(h["cpu_time"] for h in result.history), 1)
+                                if result.history and all("cpu_time" in h for h in result.history) else None),
                 **({"tuned_preset": tuned_preset} if tuned_preset else {}),
             },
         )

@@ -96,8 +96,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print("sarbench: error: no case selected", file=sys.stderr)
         return 1
     rows = plan_cases(cases, data_dir=args.data_dir, scale=args.scale, threads=args.threads, device=args.device,
-                      history=args.history, calibrate=not args.no_calibration)
-    print(render_plan(rows, threads=args.threads))
+                      history=args.history, calibrate=not args.no_calibration, concurrent=args.concurrent)
+    print(render_plan(rows, threads=args.threads, concurrent=args.concurrent))
     return 0
 
 
@@ -116,6 +116,9 @@ def add_plan_commands(sub) -> None:
                    help="models of the vanilla table besides sar, e.g. gru4rec (default: sar only)")
     p.add_argument("--data-dir", default=None, help="folder with the real datasets (default: $SARBENCH_DATA)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per run (default: 1)")
+    p.add_argument("--concurrent", type=int, default=1, metavar="N",
+                   help="runs that will share the machine: time the steps while N - 1 other processes train the "
+                        "same case beside them (default: 1)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--history", default=None,
                    help="records to take expected epochs from (default: the packaged references, then "

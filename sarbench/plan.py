@@ -17,12 +17,16 @@ For each case the plan builds the case's real trainer on its real data (the conf
   the same dataset and attention, else an assumption (three patiences) that the table marks.
 
 The estimate of a case is ``epochs x (train + validation) + one test``; CPU time is that times the
-threads. It assumes the machine is as busy during the run as during the calibration.
+threads. It assumes the machine is as busy during the run as during the calibration. Runs that will
+share the machine (two at once, one thread each, say) are planned with ``concurrent=N``: the timing
+then runs while N - 1 other processes train the same case side by side, so that it pays what they
+cost each other (memory bandwidth, caches, a shared core).
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -146,8 +150,63 @@ def _step(trainer, idx) -> None:
     trainer.optimizer.step()
 
 
+def _busy_worker(case: dict, data_dir, scale, device: str, threads: int, ready, stop) -> None:
+    """Train ``case`` step after step until ``stop`` is set: the load of a run beside the timed one."""
+    from .cases import DataCache, configure
+    from .train import Trainer, batches
+
+    torch.set_num_threads(threads)
+    ds = DataCache(data_dir).get(case["dataset"], scale)
+    model_cfg, train_cfg = configure(case["dataset"], case["design"], case["attention"], ds, scale, 0, device,
+                                     model=case["model"])
+    trainer = Trainer(model_cfg, train_cfg, ds.split())
+    trainer.model.train()
+    batch_list = batches(trainer.lengths_cpu, train_cfg.batch_size, train_cfg.length_buckets,
+                         torch.Generator().manual_seed(1))
+    _step(trainer, batch_list[0])
+    ready.set()
+    i = 0
+    while not stop.is_set():
+        _step(trainer, batch_list[i % len(batch_list)])
+        i += 1
+
+
+class _SideBySide:
+    """``n`` processes training ``case`` while the block runs (none for n = 0)."""
+
+    def __init__(self, n: int, case: dict, data_dir, scale, device: str, threads: int):
+        self.n, self.args = n, (case, data_dir, scale, device, threads)
+        self.procs: list = []
+
+    def __enter__(self):
+        if self.n <= 0:
+            return self
+        ctx = multiprocessing.get_context("spawn")
+        self.stop = ctx.Event()
+        readies = [ctx.Event() for _ in range(self.n)]
+        self.procs = [ctx.Process(target=_busy_worker, args=(*self.args, ready, self.stop), daemon=True)
+                      for ready in readies]
+        for p in self.procs:
+            p.start()
+        for ready, p in zip(readies, self.procs):
+            while not ready.wait(1.0):
+                if not p.is_alive():
+                    raise RuntimeError(f"a side-by-side calibration process for {self.args[0]} failed "
+                                       f"(exit code {p.exitcode})")
+        return self
+
+    def __exit__(self, *exc):
+        if self.procs:
+            self.stop.set()
+            for p in self.procs:
+                p.join(timeout=60)
+                if p.is_alive():
+                    p.terminate()
+        return False
+
+
 def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Sequence = (),
-                 calibrate: bool = True, budget_s: float = 5.0) -> CaseCost:
+                 calibrate: bool = True, budget_s: float = 5.0, concurrent: int = 1) -> CaseCost:
     """The :class:`CaseCost` of one case (see the module docstring)."""
     from .cases import configure
     from .evaluate import evaluate
@@ -181,19 +240,20 @@ def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Seque
     flops_valid = counter.get_total_flops() * n_eval / len(sample)
     train_s = valid_s = math.nan
     if calibrate:
-        trainer.model.train()
-        _step(trainer, picks[0])  # warm-up
-        done, start = 0, time.perf_counter()
-        for i in np.random.default_rng(1).permutation(len(batch_list)):  # an unbiased sample of the epoch's batches
-            _step(trainer, batch_list[i])
-            done += 1
-            if done >= MIN_TIMED and time.perf_counter() - start >= budget_s:
-                break
-        train_s = (time.perf_counter() - start) / done * len(batch_list)
-        trainer.model.eval()
-        start = time.perf_counter()
-        evaluate(trainer.model, split, **valid_kwargs)
-        valid_s = (time.perf_counter() - start) * n_eval / len(sample)
+        with _SideBySide(concurrent - 1, case, data.data_dir, scale, device, torch.get_num_threads()):
+            trainer.model.train()
+            _step(trainer, picks[0])  # warm-up
+            done, start = 0, time.perf_counter()
+            for i in np.random.default_rng(1).permutation(len(batch_list)):  # an unbiased sample of the batches
+                _step(trainer, batch_list[i])
+                done += 1
+                if done >= MIN_TIMED and time.perf_counter() - start >= budget_s:
+                    break
+            train_s = (time.perf_counter() - start) / done * len(batch_list)
+            trainer.model.eval()
+            start = time.perf_counter()
+            evaluate(trainer.model, split, **valid_kwargs)
+            valid_s = (time.perf_counter() - start) * n_eval / len(sample)
     params = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
     windows = sum(t.numel() * t.element_size() for t in (trainer.inputs, trainer.targets))
     epochs, source = expected_epochs(cid, case["dataset"], case["attention"], history, train_cfg.patience)
@@ -204,23 +264,25 @@ def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Seque
 
 
 def plan_cases(cases: Iterable[dict], *, data_dir=None, scale: str = "paper", threads: int = 1, device: str = "cpu",
-               history: str | None = None, calibrate: bool = True) -> list[CaseCost]:
-    """:func:`measure_case` for each case, with ``threads`` torch threads."""
+               history: str | None = None, calibrate: bool = True, concurrent: int = 1) -> list[CaseCost]:
+    """:func:`measure_case` for each case, with ``threads`` torch threads and ``concurrent`` runs at once."""
+    if concurrent < 1:
+        raise ValueError(f"concurrent must be at least 1 (runs at once), got {concurrent}")
     from .cases import SCALES, DataCache, torch_threads
 
     data = DataCache(data_dir)
     past = history_records(history)
     with torch_threads(threads):
-        return [measure_case(c, data=data, scale=SCALES[scale], device=device, history=past, calibrate=calibrate)
-                for c in cases]
+        return [measure_case(c, data=data, scale=SCALES[scale], device=device, history=past, calibrate=calibrate,
+                             concurrent=concurrent) for c in cases]
 
 
 def _hours(seconds: float) -> str:
     return "n/a" if math.isnan(seconds) else f"{seconds / 3600:.2f}"
 
 
-def render_plan(rows: Sequence[CaseCost], threads: int = 1) -> str:
-    """A Markdown table of the plan, one row per case, and the total."""
+def render_plan(rows: Sequence[CaseCost], threads: int = 1, concurrent: int = 1) -> str:
+    """A Markdown table of the plan, one row per case, and the total (``concurrent`` runs at once)."""
     head = ("| case | TFLOP/epoch (train + valid) | epochs (from) | peak memory | s/epoch (train + valid) | "
             f"wall h | CPU h ({threads} thread{'s' if threads != 1 else ''}) |")
     lines = [head, "|---|---|---|---|---|---|---|"]
@@ -230,8 +292,10 @@ def render_plan(rows: Sequence[CaseCost], threads: int = 1) -> str:
                      f"{r.train_s:.1f} + {r.valid_s:.1f} | {_hours(r.total_s)} | {_hours(r.total_s * threads)} |")
     total = sum(r.total_s for r in rows)
     flops = sum(r.epochs * (r.flops_train + r.flops_valid) for r in rows)
+    at_once = (f" (timed {concurrent} at once: about {_hours(total / concurrent)} h of wall time when they run "
+               f"so)" if concurrent > 1 else "")
     lines.append(f"\nTotal: {len(rows)} cases, {flops / 1e15:.1f} PFLOP, {_hours(total)} h of runs one after the "
-                 f"other, {_hours(total * threads)} CPU-hours.")
+                 f"other{at_once}, {_hours(total * threads)} CPU-hours.")
     assumed = [r.case_id for r in rows if r.epochs_from == "assumed"]
     if assumed:
         lines.append(f"Epochs assumed (no record of the case or its dataset): {', '.join(assumed)}.")

@@ -366,7 +366,7 @@ class Trainer:
     def run_epoch(self) -> dict:
         """One training epoch, its validation when due, and the checkpoint; returns the history row."""
         cfg = self.cfg
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = self.train_epoch()
         self.epoch += 1
         row = {"epoch": self.epoch, "loss": loss, "epoch_time": time.perf_counter() - t0}
@@ -381,6 +381,8 @@ class Trainer:
         if self.device.type == "cpu":
             release_freed_memory()
         row["wall_time"] = time.perf_counter() - t0
+        # CPU time of this process's threads: unlike wall time, not inflated by other processes on the cores
+        row["cpu_time"] = time.process_time() - c0
         self.history.append(row)
         log.info("epoch %d loss %.4f time %.1fs %s", self.epoch, loss, row["epoch_time"], row.get("valid", ""))
         self.save_checkpoint()

@@ -8,7 +8,7 @@ import pytest
 
 from sarbench import cli
 from sarbench.cases import DataCache, Scale
-from sarbench.plan import CaseCost, expected_epochs, measure_case, render_plan, selected_cases
+from sarbench.plan import CaseCost, expected_epochs, measure_case, plan_cases, render_plan, selected_cases
 from sarbench.store import make_record
 
 SCALE = Scale("paper", max_epochs=1000, patience=20)
@@ -77,3 +77,16 @@ def test_the_command_prints_a_plan(capsys):
     assert cli.main(["plan", "--datasets", "synthetic", "--no-calibration"]) == 0
     out = capsys.readouterr().out
     assert "| vanilla[synthetic-AE-ce] |" in out and "| vanilla[synthetic-AR-ce] |" in out and "Total: 2 cases" in out
+
+
+def test_side_by_side_calibration_times_beside_other_runs_and_stops_them(data):
+    import multiprocessing
+
+    case = dict(table="vanilla", dataset="synthetic", design="vanilla", attention="AR", model="sar")
+    cost = measure_case(case, data=data, scale=SCALE, concurrent=2, budget_s=1.0)
+    assert 0 < cost.train_s < 600 and 0 < cost.valid_s < 600
+    assert multiprocessing.active_children() == []  # the process that trained beside it has ended
+    text = render_plan([cost], concurrent=2)
+    assert "timed 2 at once" in text
+    with pytest.raises(ValueError, match="concurrent must be at least 1"):
+        plan_cases([case], concurrent=0)
