@@ -13,7 +13,8 @@ guards, so that a model that learns nothing fails).
 
 import pytest
 
-from sarbench.regression import BASELINE_DIR, check_deviations, load_deviations, load_smoke, paper_deviations, smoke_entry
+from sarbench.regression import (BASELINE_DIR, PROTOCOL_ALLOWANCE, check_deviations, load_deviations, load_smoke,
+                                 paper_deviations, smoke_entry, spread_band)
 from sarbench.smoke_baseline import ROUNDING, entry_tolerance, group_tolerance
 from sarbench.cases import case_id
 from sarbench.data import DATASETS, DatasetMissing
@@ -42,6 +43,19 @@ def test_deviation_check_detects_unlisted_and_stale():
         variant, case_id = "gru4rec", "vanilla[ml-1m-gru4rec-AR-ce]"
 
     assert paper_deviations([Other]) == []
+
+    def seed(s, n10):
+        return type("Seed", (Rec,), {"seed": s, "metrics": {"N@10": n10, "R@10": 0.3008}})
+
+    # Three seeds 9-10% above the paper's 0.1738, each inside the 10% band, spread 0.5%: their mean lies
+    # outside the band their spread gives (5%), so the mean is a deviation and no seed is.
+    close = [seed(0, 0.190), seed(1, 0.191), seed(2, 0.1905)]
+    assert [(d["seed"], d["metric"]) for d in paper_deviations(close)] == [("mean", "N@10")]
+    assert spread_band([0.190, 0.191, 0.1905]) == PROTOCOL_ALLOWANCE
+    # Seeds that spread (sd 8.6%) around the paper's value: the derived band is wide and nothing deviates.
+    wide = [seed(0, 0.160), seed(1, 0.175), seed(2, 0.190)]
+    assert spread_band([0.160, 0.175, 0.190]) > 0.25 and paper_deviations(wide) == []
+    assert paper_deviations(close[:2]) == []  # two seeds do not measure a spread
     unlisted, stale = check_deviations([Rec], [])
     assert len(unlisted) == 1 and "N@10" in unlisted[0] and not stale
     listed = [{"case_id": Rec.case_id, "seed": "0", "metric": "R@10", "reason": "x"}]
