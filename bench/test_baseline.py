@@ -109,6 +109,41 @@ def test_smoke_tolerance_is_narrower_than_every_value_it_guards(pytestconfig):
     assert not loose, "tolerance of at least half the guarded value (not a check): " + "; ".join(loose)
 
 
+def _committed_paper(pytestconfig):
+    folder = pytestconfig.rootpath / BASELINE_DIR / "paper"
+    return ResultStore(folder).records() if folder.exists() else []
+
+
+def test_committed_paper_records_are_sane(pytestconfig):
+    """Every committed paper-scale record, on the paper's data or not (sports and yelp are other versions:
+    their rows are not comparable with the paper's, and this is what they are held to): it trained to
+    the early stop, its metrics are finite and ordered (R@5 <= R@10 <= R@20, N@k <= R@k, N@5 <= N@10 <=
+    N@20), and its model beats most-popular on the same test users (paired per-user test, p < 0.01)."""
+    import math
+
+    from sarbench.regression import check_beats_most_popular
+
+    records = [r for r in _committed_paper(pytestconfig) if r.scale == "paper" and r.table == "vanilla"]
+    if not records:
+        pytest.skip("no committed paper-scale Table 4 records")
+    bad = []
+    for r in records:
+        m, name = r.metrics, f"{r.case_id} seed {r.seed}"
+        if r.extra.get("stopped") != "patience":
+            bad.append(f"{name}: stopped by {r.extra.get('stopped')!r}, not the early stop")
+        if not all(math.isfinite(v) for v in m.values()):
+            bad.append(f"{name}: non-finite metrics {m}")
+        ordered = (m["R@5"] <= m["R@10"] <= m["R@20"] and m["N@5"] <= m["N@10"] <= m["N@20"]
+                   and all(m[f"N@{k}"] <= m[f"R@{k}"] for k in (5, 10, 20)))
+        if not ordered:
+            bad.append(f"{name}: metrics out of order {m}")
+        try:
+            assert check_beats_most_popular(r).startswith("beats most-popular")
+        except AssertionError as e:
+            bad.append(f"{name}: {e}")
+    assert not bad, "; ".join(bad)
+
+
 def _paper_records(pytestconfig):
     from sarbench.provenance import is_stale
 
