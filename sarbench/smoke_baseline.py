@@ -164,7 +164,8 @@ def portable_tolerance(spread_entry: dict | None) -> tuple[Tolerance, str]:
     seeds where those were measured. An AE case with measured seeds counts as chaotic even when no
     perturbation here moved it: on another vendor's CPU, AE cases that were bit-stable under these
     perturbations moved like a reseed (video AE by 12.5% on an Intel Xeon), AR cases never did.
-    Over UNSTABLE_MOVE it is flagged unstable.
+    Over UNSTABLE_MOVE it is flagged unstable. This is the case's widest tolerance; where the spread
+    was measured number by number (:func:`metric_tolerances`), each number is held to its own.
     """
     if not spread_entry or not spread_entry.get("kernels"):
         return UNMEASURED, "kernel spread not measured: the default"
@@ -172,6 +173,15 @@ def portable_tolerance(spread_entry: dict | None) -> tuple[Tolerance, str]:
     seeds = (spread_entry.get("seeds") or {}).get("metrics") or {}
     if move == 0.0 and not (seeds and spread_entry.get("attention") == "AE"):
         return PORTABLE_FLOOR, f"bit-stable: no kernel-level perturbation moved it; {PORTABLE_FLOOR.rel:.0%}"
+    per_number = metric_tolerances(spread_entry)
+    if per_number:
+        rel = max(per_number.values())
+        how = (f"chaotic (largest kernel-level move {move:.2%}): each number within max({PORTABLE_FLOOR.rel:.0%}, "
+               f"{KERNEL_FACTOR:g} x its own kernel-level move, {SEED_SDS:g} x its relative standard deviation over "
+               f"{spread_entry['seeds']['n']} seeds), {min(per_number.values()):.2%}-{rel:.2%}")
+        if rel > UNSTABLE_MOVE:
+            how += f"; unstable at smoke scale (a number's tolerance over {UNSTABLE_MOVE:.0%})"
+        return Tolerance(rel=round(rel, 4), abs=PORTABLE_FLOOR.abs), how
     rel = max(PORTABLE_FLOOR.rel, KERNEL_FACTOR * move)
     how = f"chaotic: {KERNEL_FACTOR:g} x the largest kernel-level move ({move:.2%})"
     sds = [m["rel_sd"] for name, m in seeds.items() if m.get("rel_sd") is not None and name in ("N@10", "R@10")]
@@ -185,13 +195,35 @@ def portable_tolerance(spread_entry: dict | None) -> tuple[Tolerance, str]:
     return Tolerance(rel=round(rel, 4), abs=PORTABLE_FLOOR.abs), how
 
 
+def metric_tolerances(spread_entry: dict | None) -> dict[str, float]:
+    """Each number's own relative tolerance off the platform ("<group> <name>": rel), where the spread
+    was measured number by number (kernel moves and seeds): max(PORTABLE_FLOOR, KERNEL_FACTOR x the
+    number's largest kernel-level move, SEED_SDS x its relative standard deviation over seeds). The
+    training loss, an average over every training window, moves far less than a test metric: held to
+    its own spread, it catches breaks of training that the test metrics' spread would hide. Empty
+    where the spread was measured case by case only (the case's tolerance then holds every number)."""
+    kernels = (spread_entry or {}).get("metric_kernels") or {}
+    sds = ((spread_entry or {}).get("seeds") or {}).get("rel_sd") or {}
+    if not kernels:
+        return {}
+    names = set(sds).union(*(k.keys() for k in kernels.values()))
+    return {name: round(max(PORTABLE_FLOOR.rel, KERNEL_FACTOR * max(k.get(name, 0.0) for k in kernels.values()),
+                            SEED_SDS * sds.get(name, 0.0)), 4)
+            for name in sorted(names)}
+
+
 def is_unstable(entry: dict) -> bool:
     return "unstable" in (entry.get("portable_tolerance") or {}).get("how", "")
 
 
-def entry_tolerance(entry: dict) -> Tolerance:
+def entry_tolerance(entry: dict, number: str | None = None) -> Tolerance:
+    """The entry's portable tolerance: of one ``number`` ("<group> <name>") where it has its own, else
+    the case's."""
     t = entry.get("portable_tolerance")
-    return Tolerance(rel=float(t["rel"]), abs=float(t["abs"])) if t else UNMEASURED
+    if not t:
+        return UNMEASURED
+    rel = (t.get("per_metric") or {}).get(number, t["rel"]) if number else t["rel"]
+    return Tolerance(rel=float(rel), abs=float(t["abs"]))
 
 
 # --- the file --------------------------------------------------------------------------------------------
@@ -236,11 +268,13 @@ def _drop_stale(data: dict) -> None:
 
 
 def make_entry(record, spread: dict | None = None) -> dict:
-    tol, how = portable_tolerance((spread or {}).get("cases", {}).get(record.case_id))
+    measured = (spread or {}).get("cases", {}).get(record.case_id)
+    tol, how = portable_tolerance(measured)
+    per_metric = metric_tolerances(measured)
     entry = {
         "fingerprint": record.fingerprint,
         "values": smoke_values(record),
-        "portable_tolerance": {**asdict(tol), "how": how},
+        "portable_tolerance": {**asdict(tol), "how": how, **({"per_metric": per_metric} if per_metric else {})},
         "code_version": record.code_version,
         "results_version": getattr(record, "results_version", None),
         "source_hash": getattr(record, "source_hash", None),
@@ -271,8 +305,12 @@ def update_smoke(records, folder: Path = BASELINE_DIR, file: str = SMOKE_FILE, s
             raise ValueError(f"smoke records from several devices ({', '.join(sorted(devices))}); update from one")
         data["platform"] = smoke_platform(devices.pop())
         data["tolerance"] = {"same platform": asdict(ROUNDING), "another platform, unmeasured": asdict(UNMEASURED),
-                             "another platform, measured": f"max({PORTABLE_FLOOR.rel:g}, {KERNEL_FACTOR:g} x the "
-                             "case's largest kernel-level move), relative; most-popular exactly"}
+                             "another platform, measured": f"relative; each number where its spread was measured "
+                             f"number by number (per_metric): max({PORTABLE_FLOOR.rel:g}, {KERNEL_FACTOR:g} x its "
+                             f"largest kernel-level move, {SEED_SDS:g} x its relative sd over seeds); else the "
+                             f"case's: max({PORTABLE_FLOOR.rel:g}, {KERNEL_FACTOR:g} x the case's largest "
+                             f"kernel-level move, {SEED_SDS:g} x the seed sd of NDCG@10 / Recall@10); most-popular "
+                             "exactly"}
         if spread.get("how"):
             data["measured_spread"] = spread["how"]
         path = folder / file
@@ -285,12 +323,13 @@ def update_smoke(records, folder: Path = BASELINE_DIR, file: str = SMOKE_FILE, s
 
 
 # --- the comparison ----------------------------------------------------------------------------------
-def group_tolerance(group: str, entry: dict, exact: bool) -> Tolerance:
-    """The tolerance of one group of an entry: exact on the same platform; else the case's, but exact
-    for most-popular (integer counts, the same on every platform)."""
+def group_tolerance(group: str, entry: dict, exact: bool, name: str | None = None) -> Tolerance:
+    """The tolerance of one number (``name`` of ``group``; without it, the group's widest) of an entry:
+    exact on the same platform; else its own where measured, else the case's, but exact for
+    most-popular (integer counts, the same on every platform)."""
     if exact or group.startswith("most-popular"):
         return ROUNDING
-    return entry_tolerance(entry)
+    return entry_tolerance(entry, f"{group} {name}" if name else None)
 
 
 def smoke_differences(baseline: dict, record, exact: bool = True) -> list[str]:
@@ -305,8 +344,8 @@ def smoke_differences(baseline: dict, record, exact: bool = True) -> list[str]:
     ours = smoke_values(record)
     moved = []
     for group, metrics in entry["values"].items():
-        tol = group_tolerance(group, entry, exact)
         for name, base in metrics.items():
+            tol = group_tolerance(group, entry, exact, name)
             value = ours.get(group, {}).get(name)
             if value is None:
                 moved.append(f"{group} {name}: missing (baseline {base:.4f})")
@@ -335,7 +374,7 @@ def worse_than_baseline(entry: dict, record, metric: str = "N@10", alpha: float 
     base_users, base = per_user_values(type("Baseline", (), {"per_user": stored, "case_id": "baseline"}), metric)
     if not np.array_equal(users, base_users):
         return f"paired test: the run scored other users than the baseline ({len(users)} vs {len(base_users)})"
-    tol = entry_tolerance(entry).band(float(base.mean()))
+    tol = entry_tolerance(entry, f"model/input {metric}").band(float(base.mean()))
     shifted = ours - base + tol
     if not np.any(shifted):
         return ""
@@ -351,7 +390,9 @@ def tolerance_text(entry: dict | None = None, exact: bool = True) -> str:
     if exact or entry is None:
         return f"±{ROUNDING.abs:g} (the stored decimals)"
     t = entry_tolerance(entry)
-    return f"±{t.rel:.1%} relative (most-popular ±{ROUNDING.abs:g}), and no worse at p < {WORSE_ALPHA:g}"
+    own = (entry.get("portable_tolerance") or {}).get("per_metric")
+    rel = f"±{min(own.values()):.1%}-{t.rel:.1%} relative, each number its own" if own else f"±{t.rel:.1%} relative"
+    return f"{rel} (most-popular ±{ROUNDING.abs:g}), and no worse at p < {WORSE_ALPHA:g}"
 
 
 def is_own_case(record) -> bool:

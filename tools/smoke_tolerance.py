@@ -32,6 +32,18 @@ from sarbench.smoke_baseline import smoke_values  # noqa: E402
 from sarbench.store import ResultStore  # noqa: E402
 
 MODEL_GROUPS = ("model/input", "model/history")
+MEASURED_GROUPS = ("training/loss", *MODEL_GROUPS)  # most-popular is compared exactly everywhere
+
+
+def metric_moves(ours: dict, ref: dict) -> dict[str, float]:
+    """The relative move of every measured number ("<group> <name>": move) from the reference."""
+    out = {}
+    for group in MEASURED_GROUPS:
+        for name, base in ref.get(group, {}).items():
+            value = ours.get(group, {}).get(name)
+            if value is not None and base:
+                out[f"{group} {name}"] = round(abs(value - base) / abs(base), 6)
+    return out
 
 
 def largest_move(ours: dict, ref: dict) -> tuple[float, str]:
@@ -64,6 +76,7 @@ def measure(reference: Path, perturbed: dict[str, Path]) -> dict:
             move, where = largest_move(smoke_values(other), values)
             entry["kernels"][label] = round(move, 6)
             entry["kernel_moves"][label] = where or "none"
+            entry.setdefault("metric_kernels", {})[label] = metric_moves(smoke_values(other), values)
     seeds: dict[str, list] = {}
     for rec in ref_records:
         seeds.setdefault(rec.case_id, []).append(rec)
@@ -76,7 +89,15 @@ def measure(reference: Path, perturbed: dict[str, Path]) -> dict:
             mean = statistics.fmean(xs)
             per_metric[name] = {"mean": round(mean, 6), "sd": round(statistics.stdev(xs), 6),
                                 "rel_sd": round(statistics.stdev(xs) / mean, 4) if mean else None}
-        cases[case_id]["seeds"] = {"n": len(recs), "metrics": per_metric}
+        per_number = {}
+        numbers = [smoke_values(r) for r in sorted(recs, key=lambda r: r.seed)]
+        for group in MEASURED_GROUPS:
+            for name in numbers[0].get(group, {}):
+                xs = [v[group][name] for v in numbers if name in v.get(group, {})]
+                mean = statistics.fmean(xs)
+                if len(xs) >= 3 and mean:
+                    per_number[f"{group} {name}"] = round(statistics.stdev(xs) / abs(mean), 6)
+        cases[case_id]["seeds"] = {"n": len(recs), "metrics": per_metric, "rel_sd": per_number}
     return {k: v for k, v in cases.items() if v["kernels"] or "seeds" in v}  # measured cases only
 
 
@@ -86,6 +107,8 @@ def main(argv=None) -> int:
     ap.add_argument("--perturbed", action="append", default=[], metavar="LABEL=DIR")
     ap.add_argument("--out", type=Path, default=Path("reports/baseline/smoke_spread.json"))
     ap.add_argument("--how", default="", help="the commands that made the folders, stored with the numbers")
+    ap.add_argument("--merge", action="store_true",
+                    help="replace only the measured cases' entries of an existing --out file, keep the others")
     args = ap.parse_args(argv)
     perturbed = {}
     for item in args.perturbed:
@@ -94,8 +117,12 @@ def main(argv=None) -> int:
             ap.error(f"--perturbed takes LABEL=DIR, got {item!r}")
         perturbed[label] = Path(folder)
     cases = measure(args.reference, perturbed)
-    data = {"how": args.how or f"python tools/smoke_tolerance.py (perturbations: {', '.join(perturbed)})",
-            "cases": dict(sorted(cases.items()))}
+    how = args.how or f"python tools/smoke_tolerance.py (perturbations: {', '.join(perturbed)})"
+    if args.merge and args.out.exists():
+        old = json.loads(args.out.read_text(encoding="utf-8"))
+        how = f"{old.get('how', '')}\nThen, for {', '.join(sorted(cases))}: {how}"
+        cases = {**old.get("cases", {}), **cases}
+    data = {"how": how, "cases": dict(sorted(cases.items()))}
     args.out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     moved = sorted(((max(c["kernels"].values(), default=0.0), k) for k, c in cases.items()), reverse=True)
     print(f"wrote {args.out}: {len(cases)} cases; largest kernel-level moves:")
