@@ -136,16 +136,6 @@ def _saved_bytes(fn) -> tuple[int, object]:
     return sum(seen.values()), out
 
 
-def _step(trainer, idx) -> None:
-    x, users, y = trainer._batch(idx)
-    loss = trainer._loss(x, users, y)
-    trainer.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if trainer.cfg.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.cfg.grad_clip)
-    trainer.optimizer.step()
-
-
 def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Sequence = (),
                  calibrate: bool = True, budget_s: float = 5.0) -> CaseCost:
     """The :class:`CaseCost` of one case (see the module docstring)."""
@@ -168,7 +158,7 @@ def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Seque
     flops, saved = [], []
     for idx in picks:
         with FlopCounterMode(display=False) as counter:
-            nbytes, _ = _saved_bytes(lambda: _step(trainer, idx))
+            nbytes, _ = _saved_bytes(lambda: trainer.train_step(idx))
         flops.append(counter.get_total_flops())
         saved.append(nbytes)
     n_eval = len(split.eval_users)
@@ -182,10 +172,10 @@ def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Seque
     train_s = valid_s = math.nan
     if calibrate:
         trainer.model.train()
-        _step(trainer, picks[0])  # warm-up
+        trainer.train_step(picks[0])  # warm-up
         done, start = 0, time.perf_counter()
         for i in np.random.default_rng(1).permutation(len(batch_list)):  # an unbiased sample of the epoch's batches
-            _step(trainer, batch_list[i])
+            trainer.train_step(batch_list[i])
             done += 1
             if done >= MIN_TIMED and time.perf_counter() - start >= budget_s:
                 break
