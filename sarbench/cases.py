@@ -33,8 +33,10 @@ from .evaluate import DEFAULT_RULES, evaluate
 from .models.interface import build_model, get_spec
 from .presets import preset
 from .smoke import smoke_subset, subset_for
-from .provenance import source_hash
-from .store import ResultRecord, ResultStore, code_version, make_key, make_record
+from .keys import make_key
+from .provenance import code_version, source_hash
+from .record import ResultRecord, make_record
+from .store import ResultStore
 from .train import UNFINISHED, Trainer
 
 log = logging.getLogger(__name__)

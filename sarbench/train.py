@@ -37,7 +37,7 @@ from .models.interface import build_model
 from .objective import mask_counts, mask_positions, target_weights, targets_per_user, training_windows  # noqa: F401
 from .optim import BertAdamW
 from .process import release_freed_memory, reuse_freed_memory, signals_deferred  # noqa: F401  (re-exported)
-from .store import identity_config
+from .keys import identity_config
 
 log = logging.getLogger(__name__)
 
