@@ -190,6 +190,26 @@ class ResultStore:
         return len(self.records())
 
 
+def read_records(paths: Iterable[str | os.PathLike]) -> list[ResultRecord]:
+    """The records of ``paths``, each a results folder (its readable records) or one record file.
+
+    Raises :class:`FileNotFoundError` naming a path that is neither, and :class:`RecordError`
+    naming a file that is not a readable record.
+    """
+    records = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            records += ResultStore(path).records()
+        elif path.is_file():
+            record = ResultStore(path.parent).load(path)
+            if record is None:
+                raise RecordError(f"{path}: not a readable result record")
+            records.append(record)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    return records
+
+
 def _matches(value: Any, wanted: Any) -> bool:
     if isinstance(wanted, (list, tuple, set, frozenset)):
         return value in wanted
@@ -226,4 +246,5 @@ __all__ = [
     "latest_per_seed",
     "make_key",
     "make_record",
+    "read_records",
 ]
