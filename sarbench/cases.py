@@ -190,7 +190,7 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
                                      train_overrides)
     case = Case(table=table, dataset=dataset, attention=attention, design=design, model=model, loss=train_cfg.loss,
                 seed=seed, scale=scale.name, variant=variant or "")
-    variant, family, cid = case.group, case.network, case.id
+    variant, cid = case.group, case.id
     config = {"model": asdict(model_cfg), "train": asdict(train_cfg)}
     if model != PAPER_MODEL:
         config["model_name"] = model
@@ -216,7 +216,7 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
         test = result.test
         rules = list(test.ranks_by_rule)
         record = make_record(
-            case_id=cid, table=table, dataset=dataset, model=family,
+            case_id=cid, table=table, dataset=dataset, model=model,
             attention=attention, loss=train_cfg.loss, config=config, fingerprint=ds.fingerprint(), seed=seed,
             scale=scale.name, metrics=test.metrics, device=device,
             variant=variant,

@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ATTENTIONS
+from .designs import DESIGNS, PAPER_MODEL
 from .keys import RecordError, config_dict, jsonable, make_key
 from .provenance import RESULTS_VERSION, code_version, gpu_name, host_info, source_hash
 
 log = logging.getLogger(__name__)
 
+# What the paper's model stored as ``model`` before records named the model that ran: its networks.
+PAPER_NETWORKS = frozenset(d.network for d in DESIGNS.values())
 SCHEMA = 2
 TABLES: tuple[str, ...] = ("vanilla", "design", "hf", "analysis")
 SCALES: tuple[str, ...] = ("smoke", "paper")
@@ -39,7 +42,9 @@ class ResultRecord:
         case_id: the pytest id, e.g. ``"vanilla[ml-1m-AR-ce]"``.
         table: which paper table the case belongs to: ``vanilla``, ``design``, ``hf`` or ``analysis``.
         dataset: registry name (``beauty`` ... ``ml-1m``) or ``synthetic``.
-        model: the model family (free text, e.g. ``bert4rec``, ``modsar``, ``albert``).
+        model: the registered model that ran (``sar``, ``gru4rec``, ``llama`` ...; the paper's model
+            with a design says which in ``variant``). Records made before it named the model stored
+            the paper model's network here ("bert4rec", "modsar"); read :attr:`model_name`.
         attention: ``AE`` (bidirectional) or ``AR`` (causal).
         loss: ``ce``, ``bpr`` or ``bce``.
         config: the case's configuration (a frozen dataclass is stored via ``dataclasses.asdict``).
@@ -123,6 +128,16 @@ class ResultRecord:
         if self.key and self.key != key:
             raise RecordError(f"{self.case_id}: stored key {self.key} does not match its fields (expected {key})")
         self.key = key
+
+    @property
+    def model_name(self) -> str:
+        """The registered model that ran: ``model``, or ``sar`` where ``model`` names one of its networks.
+
+        The committed records made before records named the model that ran hold the paper model's
+        network in ``model`` ("bert4rec", "modsar": ``Design.network``). The stored field is kept as
+        it is: it is no part of the key, and the packaged references are byte copies of those records.
+        """
+        return PAPER_MODEL if self.model in PAPER_NETWORKS else self.model
 
     # --- (de)serialisation
     def to_dict(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ Example:
     >>> import tempfile
     >>> store = ResultStore(tempfile.mkdtemp())
     >>> rec = ResultRecord(case_id="vanilla[synthetic-AR-ce]", table="vanilla", dataset="synthetic",
-    ...                    model="bert4rec", attention="AR", loss="ce", config={"d": 64},
+    ...                    model="sar", attention="AR", loss="ce", config={"d": 64},
     ...                    fingerprint="0123456789abcdef", seed=0, scale="smoke",
     ...                    metrics={"N@10": 0.1}, code_version="0.1.0")
     >>> path = store.write(rec)
