@@ -129,20 +129,25 @@ class DataCache:
 DESIGN_VARIANT = {d.name: d.variant for d in DESIGNS.values()}
 
 
+def start_configs(model: str, design: str, attention: str, dataset: str, num_items: int, num_users: int = 0):
+    """(model config, train config) a run starts from: the paper model's ``design`` preset, or a
+    registered model's defaults (``ModelSpec.defaults``); a model it cannot start raises ValueError."""
+    if model == PAPER_MODEL:
+        return preset(f"{design}-{attention}", dataset, num_items, num_users)
+    spec = get_spec(model)
+    if spec.defaults is None:
+        raise ValueError(f"model {model!r} declares no defaults (ModelSpec.defaults) to start a case from")
+    if attention not in spec.attentions:
+        raise ValueError(f"model {model!r} runs as {' or '.join(spec.attentions)} only, not {attention}")
+    return spec.defaults(attention, dataset, num_items, num_users)
+
+
 def configure(dataset: str, design: str, attention: str, ds: SequenceDataset, scale: Scale, seed: int,
               device: str, model_overrides: dict | None = None, model: str = "sar",
               train_overrides: dict | None = None):
     """Model and train configs of a case: the preset (or a registered model's defaults), its overrides
     (a tuned preset's), then the scale's and the run's."""
-    if model == "sar":
-        model_cfg, train_cfg = preset(f"{design}-{attention}", dataset, ds.num_items, ds.num_users)
-    else:
-        spec = get_spec(model)
-        if spec.defaults is None:
-            raise ValueError(f"model {model!r} declares no defaults (ModelSpec.defaults) to start a case from")
-        if attention not in spec.attentions:
-            raise ValueError(f"model {model!r} runs as {' or '.join(spec.attentions)} only, not {attention}")
-        model_cfg, train_cfg = spec.defaults(attention, dataset, ds.num_items, ds.num_users)
+    model_cfg, train_cfg = start_configs(model, design, attention, dataset, ds.num_items, ds.num_users)
     if scale.max_len:
         model_cfg = replace(model_cfg, max_len=scale.max_len)
     if model_overrides:
