@@ -18,6 +18,7 @@ from sarbench.regression import (BASELINE_DIR, PROTOCOL_ALLOWANCE, check_deviati
 from sarbench.smoke_baseline import ROUNDING, entry_tolerance, group_tolerance
 from sarbench.cases import case_id
 from sarbench.data import DATASETS, DatasetMissing
+from sarbench.designs import PAPER_MODEL
 from sarbench.store import ResultStore
 
 
@@ -149,7 +150,7 @@ def _paper_records(pytestconfig):
 
     folder = pytestconfig.rootpath / BASELINE_DIR / "paper"
     records = ResultStore(folder).records() if folder.exists() else []
-    return [r for r in records if r.table == "vanilla" and r.model == "bert4rec" and not is_stale(r)]
+    return [r for r in records if r.table == "vanilla" and r.model_name == PAPER_MODEL and not is_stale(r)]
 
 
 @pytest.mark.parametrize("dataset", ["beauty", "sports", "video", "yelp", "ml-1m"])

@@ -33,8 +33,10 @@ from .evaluate import DEFAULT_RULES, evaluate
 from .models.interface import build_model, get_spec
 from .presets import preset
 from .smoke import smoke_subset, subset_for
-from .provenance import source_hash
-from .store import ResultRecord, ResultStore, code_version, make_key, make_record
+from .keys import make_key
+from .provenance import code_version, source_hash
+from .record import ResultRecord, make_record
+from .store import ResultStore
 from .train import UNFINISHED, Trainer
 
 log = logging.getLogger(__name__)
@@ -134,20 +136,25 @@ class DataCache:
 DESIGN_VARIANT = {d.name: d.variant for d in DESIGNS.values()}
 
 
+def start_configs(model: str, design: str, attention: str, dataset: str, num_items: int, num_users: int = 0):
+    """(model config, train config) a run starts from: the paper model's ``design`` preset, or a
+    registered model's defaults (``ModelSpec.defaults``); a model it cannot start raises ValueError."""
+    if model == PAPER_MODEL:
+        return preset(f"{design}-{attention}", dataset, num_items, num_users)
+    spec = get_spec(model)
+    if spec.defaults is None:
+        raise ValueError(f"model {model!r} declares no defaults (ModelSpec.defaults) to start a case from")
+    if attention not in spec.attentions:
+        raise ValueError(f"model {model!r} runs as {' or '.join(spec.attentions)} only, not {attention}")
+    return spec.defaults(attention, dataset, num_items, num_users)
+
+
 def configure(dataset: str, design: str, attention: str, ds: SequenceDataset, scale: Scale, seed: int,
               device: str, model_overrides: dict | None = None, model: str = "sar",
               train_overrides: dict | None = None):
     """Model and train configs of a case: the preset (or a registered model's defaults), its overrides
     (a tuned preset's), then the scale's and the run's."""
-    if model == "sar":
-        model_cfg, train_cfg = preset(f"{design}-{attention}", dataset, ds.num_items, ds.num_users)
-    else:
-        spec = get_spec(model)
-        if spec.defaults is None:
-            raise ValueError(f"model {model!r} declares no defaults (ModelSpec.defaults) to start a case from")
-        if attention not in spec.attentions:
-            raise ValueError(f"model {model!r} runs as {' or '.join(spec.attentions)} only, not {attention}")
-        model_cfg, train_cfg = spec.defaults(attention, dataset, ds.num_items, ds.num_users)
+    model_cfg, train_cfg = start_configs(model, design, attention, dataset, ds.num_items, ds.num_users)
     if scale.max_len:
         model_cfg = replace(model_cfg, max_len=scale.max_len)
     if model_overrides:
@@ -197,7 +204,7 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
                                      train_overrides)
     case = Case(table=table, dataset=dataset, attention=attention, design=design, model=model, loss=train_cfg.loss,
                 seed=seed, scale=scale.name, variant=variant or "")
-    variant, family, cid = case.group, case.network, case.id
+    variant, cid = case.group, case.id
     config = {"model": asdict(model_cfg), "train": asdict(train_cfg)}
     if model != PAPER_MODEL:
         config["model_name"] = model
@@ -223,7 +230,7 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
         test = result.test
         rules = list(test.ranks_by_rule)
         record = make_record(
-            case_id=cid, table=table, dataset=dataset, model=family,
+            case_id=cid, table=table, dataset=dataset, model=model,
             attention=attention, loss=train_cfg.loss, config=config, fingerprint=ds.fingerprint(), seed=seed,
             scale=scale.name, metrics=test.metrics, device=device,
             variant=variant,

@@ -32,7 +32,7 @@ import numpy as np
 from .provenance import RESULTS_VERSION
 from .references import is_reference
 from .significance import AE_BETTER, AR_BETTER, PairedComparison, compare_paired, stack_seeds
-from .store import ResultRecord
+from .record import ResultRecord
 
 METRICS = ("R@5", "R@10", "R@20", "N@5", "N@10", "N@20")
 RULES = ("input", "history")

@@ -7,28 +7,10 @@ import sys
 from pathlib import Path
 
 
-def _records(paths) -> list:
-    from .store import ResultStore
-
-    records = []
-    for path in paths:
-        path = Path(path)
-        store = ResultStore(path.parent if path.is_file() else path)
-        if path.is_file():
-            record = store.load(path)
-            if record is None:
-                raise ValueError(f"{path}: not a readable result record")
-            records.append(record)
-        elif path.is_dir():
-            records += store.records()
-        else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
-    return records
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import ReferenceMismatch, compare_runs, paper_table4, render
     from .references import ReferenceChecksumError, build_references, describe, load_references, packaged_size
+    from .store import read_records
 
     if args.build_references:
         manifest = build_references(args.build_references)
@@ -41,7 +23,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 2
     try:
         references = load_references(args.against)
-        runs = [r for r in _records(args.results) if r.scale == args.scale
+        runs = [r for r in read_records(args.results) if r.scale == args.scale
                 and (args.model is None or f"-{args.model}-" in r.case_id)
                 and (not args.datasets or r.dataset in args.datasets.split(","))]
         if not runs:

@@ -3,9 +3,9 @@
 A *design* is one of the paper's variants of the self-attentive model: the ``vanilla`` network of
 Table 4 or a point of Table 5's design space (local attention, SSE-PT, the loss). Each is one
 :class:`Design` in ``DESIGNS``: the paper's column group it fills (``variant``, the records'
-``variant``), its table, its training loss, its network (the records' ``model``: "bert4rec" for the
-authors' Table-4 network, "modsar" for their modular one) and the settings it changes on top of its
-network (``model`` and ``train``: fields of SARConfig and TrainConfig). The presets
+``variant``), its table, its training loss, its network ("bert4rec" for the authors' Table-4
+network, "modsar" for their modular one; the ``model`` of records made before the records named the
+model that ran, see ``ResultRecord.model_name``) and the settings it changes on top of its network (``model`` and ``train``: fields of SARConfig and TrainConfig). The presets
 (sarbench/presets.py), the cases, the bench parametrization, the CLI listings and the search read
 this table; adding a design is one entry here (and its search space in search/spaces.py).
 
@@ -115,11 +115,6 @@ class Case:
         if self.model != PAPER_MODEL:
             return self.model
         return self.variant or DESIGNS[self.design].variant
-
-    @property
-    def network(self) -> str:
-        """What ResultRecord.model holds: the paper model's network ("bert4rec"/"modsar"), or the model."""
-        return DESIGNS[self.design].network if self.model == PAPER_MODEL else self.model
 
     @property
     def param_id(self) -> str:

@@ -140,16 +140,6 @@ def _saved_bytes(fn) -> tuple[int, object]:
     return sum(seen.values()), out
 
 
-def _step(trainer, idx) -> None:
-    x, users, y = trainer._batch(idx)
-    loss = trainer._loss(x, users, y)
-    trainer.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if trainer.cfg.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.cfg.grad_clip)
-    trainer.optimizer.step()
-
-
 def _busy_worker(case: dict, data_dir, scale, device: str, threads: int, ready, stop) -> None:
     """Train ``case`` step after step until ``stop`` is set: the load of a run beside the timed one."""
     from .cases import DataCache, configure
@@ -163,11 +153,11 @@ def _busy_worker(case: dict, data_dir, scale, device: str, threads: int, ready, 
     trainer.model.train()
     batch_list = batches(trainer.lengths_cpu, train_cfg.batch_size, train_cfg.length_buckets,
                          torch.Generator().manual_seed(1))
-    _step(trainer, batch_list[0])
+    trainer.train_step(batch_list[0])
     ready.set()
     i = 0
     while not stop.is_set():
-        _step(trainer, batch_list[i % len(batch_list)])
+        trainer.train_step(batch_list[i % len(batch_list)])
         i += 1
 
 
@@ -227,7 +217,7 @@ def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Seque
     flops, saved = [], []
     for idx in picks:
         with FlopCounterMode(display=False) as counter:
-            nbytes, _ = _saved_bytes(lambda: _step(trainer, idx))
+            nbytes, _ = _saved_bytes(lambda: trainer.train_step(idx))
         flops.append(counter.get_total_flops())
         saved.append(nbytes)
     n_eval = len(split.eval_users)
@@ -242,10 +232,10 @@ def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Seque
     if calibrate:
         with _SideBySide(concurrent - 1, case, data.data_dir, scale, device, torch.get_num_threads()):
             trainer.model.train()
-            _step(trainer, picks[0])  # warm-up
+            trainer.train_step(picks[0])  # warm-up
             done, start = 0, time.perf_counter()
             for i in np.random.default_rng(1).permutation(len(batch_list)):  # an unbiased sample of the batches
-                _step(trainer, batch_list[i])
+                trainer.train_step(batch_list[i])
                 done += 1
                 if done >= MIN_TIMED and time.perf_counter() - start >= budget_s:
                     break

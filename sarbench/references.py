@@ -27,7 +27,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .store import ResultRecord, ResultStore
+from .record import ResultRecord
+from .store import ResultStore
 
 PACKAGED = Path(__file__).with_name("references")
 MANIFEST = "manifest.json"

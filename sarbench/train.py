@@ -37,7 +37,7 @@ from .models.interface import build_model
 from .objective import mask_counts, mask_positions, target_weights, targets_per_user, training_windows  # noqa: F401
 from .optim import BertAdamW
 from .process import release_freed_memory, reuse_freed_memory, signals_deferred  # noqa: F401  (re-exported)
-from .store import identity_config
+from .keys import identity_config
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,23 @@ class Trainer:
         return sampled_loss(self.cfg.loss, hs.to(acc), w.to(acc), None if b is None else b.to(acc), pos, neg,
                             denominator=denominator)
 
+    def train_step(self, idx: torch.Tensor) -> torch.Tensor:
+        """One optimiser step on the users ``idx`` (a batch of :func:`batches`); returns its loss, detached.
+
+        The model's mode is the caller's (training: ``model.train()``, as :meth:`train_epoch` sets
+        it). The loss stays on the device: reading it is the caller's choice of synchronisation.
+        """
+        x, users, y = self._batch(idx)
+        autocast = self.device.type == "cuda" and self.cfg.precision == "bf16"
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            loss = self._loss(x, users, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        return loss.detach()
+
     def train_epoch(self) -> float:
         """One epoch over all users; returns the mean loss per user.
 
@@ -213,20 +230,11 @@ class Trainer:
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)  # batch index, -1 = none yet
         bad_loss = torch.zeros((), dtype=torch.float64, device=self.device)
-        autocast = self.device.type == "cuda" and cfg.precision == "bf16"
         for i, idx in enumerate(batches(self.lengths_cpu, cfg.batch_size, cfg.length_buckets, self.batch_generator)):
-            x, users, y = self._batch(idx)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-                loss = self._loss(x, users, y)
-            value = loss.detach().double()
+            value = self.train_step(idx).double()
             first = torch.logical_not(torch.isfinite(value)) & (first_bad < 0)
             first_bad = torch.where(first, i, first_bad)
             bad_loss = torch.where(first, value, bad_loss)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            self.optimizer.step()
             total += value * len(idx)
             count += len(idx)
         bad = int(first_bad)  # the epoch's one wait for the device

@@ -62,6 +62,7 @@ def test_record_carries_both_exclusion_rules_and_provenance(tmp_path, data):
     assert set(rec.extra["most_popular_by_rule"]) == {"input", "history"}
     assert rec.results_version == RESULTS_VERSION and rec.source_hash == source_hash()
     assert rec.extra["precision"] == "fp32"
+    assert rec.model == rec.model_name == "sar" and rec.variant == "vanilla"  # the model that ran, and its design
 
 
 def test_unfinished_case_resumes_from_its_checkpoint(tmp_path, data, monkeypatch):

@@ -29,7 +29,7 @@ def test_train_help(capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: sarbench train")
-    for flag in ("--dataset", "--preset", "--set KEY=VALUE", "--epochs", "--device", "--seed", "--checkpoint",
+    for flag in ("--dataset", "--model", "--preset", "--attention", "--set KEY=VALUE", "--epochs", "--device", "--seed", "--checkpoint",
                  "--no-progress", "--eval-users", "--json", "--list-presets", "--data-dir"):
         assert flag in out, flag
 
@@ -160,6 +160,30 @@ def test_train_end_to_end(name, tmp_path, capsys):
     assert [float(v) for v in ndcg.split()[1:]] == [round(test[f"N@{k}"], 4) for k in (5, 10, 20)]
     assert all(0 <= v <= 1 for v in test.values()) and test["R@20"] >= test["R@10"] >= test["R@5"]
     assert record["best_valid"] == record["history"][record["best_epoch"] - 1]["valid"]
+
+
+def test_train_any_registered_model(tmp_path, capsys):
+    """`--model NAME` trains a registered model from its defaults; --set reaches its own config's fields."""
+    out_json = tmp_path / "gru.json"
+    assert cli.main(["train", *TINY, "--model", "gru4rec", "--epochs", "1", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "training gru4rec-AR on synthetic" in out and "stopped (max_epochs) after 1 epochs" in out
+    record = json.loads(out_json.read_text())
+    assert record["model"] == "gru4rec" and record["model_config"]["hidden"] == 16
+    assert "norm_first" not in record["model_config"]  # GRU4Rec's config, not the paper model's
+    assert cli.main(["train", *TINY, "--model", "gru4rec", "--set", "heads=2"]) == 1
+    assert "--set: unknown key 'heads'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--model", "sasrec"], "unknown model 'sasrec'; registered models: albert, gru4rec"),
+    (["--model", "llama"], "--model llama needs --attention (AE or AR)"),
+    (["--model", "gru4rec", "--preset", "vanilla-AR"], "--model gru4rec takes --attention"),
+    (["--preset", "vanilla-AR", "--attention", "AR"], "the paper's model takes --preset"),
+])
+def test_model_and_preset_errors_name_the_bad_value(argv, message, capsys):
+    assert cli.main(["train", "--dataset", "synthetic", *argv]) == 1
+    assert message in capsys.readouterr().err
 
 
 def test_checkpoint_resumes_and_refuses_another_configuration(tmp_path, capsys):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,6 +176,21 @@ def test_make_record_fills_gpu_and_device(tmp_path):
     assert rec.device == "cpu" and rec.gpu is None and rec.variant == "ssept"
     assert rec.code_version.startswith(sarbench.__version__)
     assert rec.host["python"]
+
+
+@pytest.mark.parametrize("stored,name", [("sar", "sar"), ("bert4rec", "sar"), ("modsar", "sar"),
+                                         ("gru4rec", "gru4rec"), ("llama", "llama")])
+def test_model_name_reads_the_committed_network_names_as_the_paper_model(stored, name):
+    """Records made before records named the model that ran hold the paper model's network in ``model``."""
+    rec = record(model=stored)
+    assert rec.model_name == name and rec.model == stored  # the stored field (and so the file) is kept
+
+
+def test_committed_records_name_their_model():
+    folder = Path(__file__).resolve().parents[1] / "reports" / "baseline" / "paper"
+    names = {r.case_id: r.model_name for r in ResultStore(folder).records()}
+    assert names["vanilla[ml-1m-AR-ce]"] == names["analysis[ml-1m-local-AE-ce]"] == "sar"
+    assert names["vanilla[video-gru4rec-AR-ce]"] == "gru4rec"
 
 
 # --- atomicity -------------------------------------------------------------------------------

@@ -198,12 +198,19 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
+class UnknownDataset(KeyError):
+    """A dataset name that is neither registered nor declared; the message lists the known names."""
+
+    def __str__(self) -> str:  # the message as it is (KeyError's own quotes it)
+        return str(self.args[0]) if self.args else ""
+
+
 def dataset_info(name: str) -> DatasetInfo:
     try:
         return DATASETS[name]
     except KeyError:
         known = ", ".join(DATASETS) + ", synthetic"
-        raise KeyError(f"unknown dataset {name!r}; known datasets: {known}, and those declared in the data "
+        raise UnknownDataset(f"unknown dataset {name!r}; known datasets: {known}, and those declared in the data "
                        f"folder's datasets.toml") from None
 
 

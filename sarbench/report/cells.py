@@ -24,7 +24,7 @@ import pandas as pd
 from .. import provenance
 from ..data.registry import DATASETS
 from ..paper import PAPER_LOSS
-from ..store import ResultRecord
+from ..record import ResultRecord
 
 log = logging.getLogger(__name__)
 

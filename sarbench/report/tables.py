@@ -16,7 +16,7 @@ from ..config import ATTENTIONS
 from ..data.registry import DATASETS
 from ..paper import VARIANTS, paper_cells
 from ..significance import compare_records
-from ..store import ResultRecord, latest_per_seed
+from ..record import ResultRecord, latest_per_seed
 from .cells import NOT_COMPARABLE, _join_notes, aggregate, comparability, record_labels, records_frame
 from .gains import (
     CELL_KEYS,

@@ -35,16 +35,15 @@ does nothing for this case (``mask_prob`` for AR, SSE-PT rates without user embe
 
 from __future__ import annotations
 
-import enum
 import itertools
 import json
 import math
-import typing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import Attention, SARConfig, TrainConfig
 from ..designs import DESIGNS
+from ..fields import FieldValueError, config_fields, field_value
 
 
 class SpaceError(ValueError):
@@ -92,15 +91,6 @@ RANGES = {
     "grad_clip": (0.0, math.inf, True, False),
     "length_buckets": (0, math.inf, True, False),
 }
-
-
-def config_fields() -> dict[str, tuple[str, object]]:
-    """Every config field: name -> ("model" or "train", its type)."""
-    out: dict[str, tuple[str, object]] = {}
-    for group, cls in (("model", SARConfig), ("train", TrainConfig)):
-        for name, typ in typing.get_type_hints(cls).items():
-            out[name] = (group, typ)
-    return out
 
 
 @dataclass(frozen=True)
@@ -213,29 +203,10 @@ def with_axes(space: Space, pairs: list[str]) -> Space:
 # --- validation ----------------------------------------------------------------------------------
 def _coerce(where: str, key: str, value, typ):
     """``value`` as a value of field type ``typ`` (int for float is fine; bool is never a number)."""
-    origin, args = typing.get_origin(typ), typing.get_args(typ)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise SpaceError(f"{where}: {key}={value!r}: expected a list for a field of type {typ}")
-        inner = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
-        if len(inner) != len(value):
-            raise SpaceError(f"{where}: {key}={value!r}: expected {len(inner)} values")
-        return tuple(_coerce(where, key, v, t) for v, t in zip(value, inner))
-    if typ is bool:
-        ok = isinstance(value, bool)
-    elif typ is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif typ is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(typ, type) and issubclass(typ, enum.Enum):  # Attention: its text
-        ok = value in set(typ)
-    else:
-        ok = isinstance(value, typ)
-    if not ok:
-        raise SpaceError(f"{where}: {key}={value!r} has the wrong type {type(value).__name__}, expected "
-                         f"{getattr(typ, '__name__', typ)}")
-    return value
+    try:
+        return field_value(key, value, typ)
+    except FieldValueError as exc:
+        raise SpaceError(f"{where}: {exc}") from None
 
 
 def _check_range(where: str, key: str, value) -> None:
