@@ -33,7 +33,7 @@ from .evaluate import DEFAULT_RULES, evaluate
 from .models.interface import build_model, get_spec
 from .presets import preset
 from .smoke import smoke_subset, subset_for
-from .provenance import source_hash
+from .provenance import results_version, source_hash
 from .store import ResultRecord, ResultStore, code_version, make_key, make_record
 from .train import UNFINISHED, Trainer
 
@@ -192,7 +192,7 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
     config = {"model": asdict(model_cfg), "train": asdict(train_cfg)}
     if model != PAPER_MODEL:
         config["model_name"] = model
-    key = make_key(cid, config, ds.fingerprint(), seed, scale.name)
+    key = make_key(cid, config, ds.fingerprint(), seed, scale.name, results_version(config))  # its family's version
     ckpt = (checkpoints / f"{key}.pt") if checkpoints else None
     # Held from the look-up to the write: a second process on this results folder waits here, then reuses the record.
     with store.claim(key, f"{cid} seed {seed}"):

@@ -27,7 +27,9 @@ import torch
 
 from ..config import ATTENTIONS
 from ..data import Split
+from ..designs import DESIGNS, HF_BACKBONES
 from ..presets import preset
+from ..provenance import results_version
 from ..train import Trainer
 from .defaults import (AUTHORS_EVAL_EVERY, AUTHORS_GRACE_PERIOD, AUTHORS_MAX_T, AUTHORS_REDUCTION_FACTOR,
                        BEST_SCOPES, SCHEDULERS)
@@ -99,6 +101,19 @@ class SearchConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def case_family(design: str) -> str:
+    """The results family (sarbench.provenance) of a search's case: a backbone's name, else its network's."""
+    if design in HF_BACKBONES:
+        return design
+    found = DESIGNS.get(design)
+    return "modsar" if found is not None and found.network == "modsar" else "vanilla"
+
+
+def case_results_version(search: SearchConfig) -> int:
+    """The current results version of the searched case's family (part of the search's identity)."""
+    return results_version(case_family(search.design))
+
+
 def search_split(split: Split) -> Split:
     """``split`` without its test targets: what trials receive (they cannot look at the test split)."""
     return replace(split, dataset=split.train, test_target=np.empty(0, dtype=np.int64))
@@ -164,5 +179,5 @@ def run_trial(config: dict, setup: TrialSetup) -> None:
             tune.report(report_metrics(row), checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-__all__ = ["SearchConfig", "TrialSetup", "base_configs", "report_metrics", "run_trial",
+__all__ = ["SearchConfig", "TrialSetup", "base_configs", "case_family", "case_results_version", "report_metrics", "run_trial",
            "search_split", "trial_configs", "validated"]

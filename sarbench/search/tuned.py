@@ -34,12 +34,12 @@ from pathlib import Path
 from ..cases import SCALES, DataCache, Scale, run_case
 from ..designs import DESIGNS, table_of
 from ..data import DATASETS, SequenceDataset
-from ..provenance import RESULTS_VERSION, source_hash
+from ..provenance import source_hash
 from ..store import ResultRecord, ResultStore, code_version
 from ..train import UNFINISHED
 from .defaults import DEFAULT_PRESETS, METRIC, PRESETS_ENV
 from .spaces import SpaceError, check_overrides, split_overrides
-from .trial import SearchConfig, base_configs
+from .trial import SearchConfig, base_configs, case_results_version
 from .tune import Resources, SearchOutcome, run_search
 
 SCHEMA = 1
@@ -155,7 +155,7 @@ def preset_document(outcome: SearchOutcome, data: SequenceDataset, record: Resul
         "trials": [t.as_dict() for t in outcome.trials],
         "data": {"dataset": data.name, "fingerprint": data.fingerprint(), "stats": data.stats().as_dict(),
                  "paper_version": bool(info and info.paper_fingerprint == data.fingerprint())},
-        "provenance": {"results_version": RESULTS_VERSION, "source_hash": source_hash(),
+        "provenance": {"results_version": case_results_version(search), "source_hash": source_hash(),
                        "code_version": code_version(), "ray_version": outcome.ray_version,
                        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
         "notes": list(outcome.notes),
