@@ -138,7 +138,7 @@ def _saved_bytes(fn) -> tuple[int, object]:
 
 def _step(trainer, idx) -> None:
     x, users, y = trainer._batch(idx)
-    loss = trainer._loss(x, users, y)
+    loss = trainer._loss(x, users, y, idx)
     trainer.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if trainer.cfg.grad_clip > 0:

@@ -73,7 +73,7 @@ def test_design_presets_use_the_modular_network(design, dataset):
         assert (model.hidden, model.layers, model.max_len) == (64, 2, vanilla_ae.max_len)
         assert (model.dropout, model.attn_dropout, model.mask_prob) == (drop, drop, mask)
     assert replace(ae_train, negatives="own") == replace(ar_train, negatives="own")
-    assert (ae_train.negatives, ar_train.negatives) == ("own", "sequence")  # AR excludes the sequence's targets
+    assert (ae_train.negatives, ar_train.negatives) == ("own", "user")  # AR: every target of the whole sequence
     t = ae_train
     assert (t.batch_size, t.grad_clip, t.lr, t.betas) == (128, 0.0, 1e-3, (0.9, 0.98))
     assert (t.max_epochs, t.eval_every, t.patience) == (2000, 5, 50)  # 10 validations without a better R@10
@@ -82,7 +82,7 @@ def test_design_presets_use_the_modular_network(design, dataset):
     if design == "local":
         assert (t.optimizer, t.weight_decay, t.decay_all) == ("adamw", 0.0, True)
         for model in (ae, ar):
-            assert (model.heads, model.local_window, model.local_heads) == (2, 2, 1)
+            assert (model.heads, model.local_window, model.local_heads) == (1, 2, 1)  # the base run file: one head, local
     else:
         assert (t.optimizer, t.weight_decay) == ("adam", 0.0)
         assert ae.local_window == ar.local_window == 0 and ae.heads == ar.heads == 1
