@@ -130,3 +130,16 @@ def test_every_preset_trains_one_epoch(name, tiny_split, one_thread):
     assert math.isfinite(loss) and loss > 0
     moved = [not torch.equal(a, p) for a, p in zip(start, trainer.model.parameters())]
     assert sum(moved) > len(moved) // 2, "an epoch should update most parameters"
+
+
+@pytest.mark.parametrize("model", ["albert", "llama", "transfo_xl"])
+def test_table6_defaults_train_as_the_authors_reruns(model):
+    """protocol.md §3: the HF reruns go up to 2000 epochs, validate every 5 and stop after 10 validations
+    (50 epochs) without a better R@10, as the design presets."""
+    from sarbench.models.interface import get_spec
+
+    mc, t = get_spec(model).defaults("AR", "video", 100, 40)
+    _, design = preset("ce-AR", "video", num_items=100)
+    assert (t.max_epochs, t.eval_every, t.patience) == (2000, 5, 50) == (design.max_epochs, design.eval_every,
+                                                                         design.patience)
+    assert (mc.hidden, mc.layers, mc.heads) == (64, 2, 1)
