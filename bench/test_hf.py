@@ -70,8 +70,12 @@ def _paper_band(record):
 
 
 def hf(dataset, model, attention, bench, run):
+    from sarbench.search.tuned import tuned_case_kwargs
+
+    tuned = tuned_case_kwargs(dataset, model, attention)  # `sarbench tune --space hf --design <model>`'s preset
     for seed in range(bench.seeds):
-        record = run(table="hf", dataset=dataset, design="vanilla", attention=attention, seed=seed, model=model)
+        record = run(table="hf", dataset=dataset, design="vanilla", attention=attention, seed=seed, model=model,
+                     **tuned)
         check_record(record, bench, _paper_band)
 
 

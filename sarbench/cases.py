@@ -34,7 +34,7 @@ from .models.interface import build_model, get_spec
 from .presets import preset
 from .smoke import smoke_subset, subset_for
 from .keys import make_key
-from .provenance import code_version, source_hash
+from .provenance import code_version, results_version, source_hash
 from .record import ResultRecord, make_record
 from .store import ResultStore
 from .train import UNFINISHED, Trainer
@@ -208,7 +208,7 @@ def run_case(*, table: str, dataset: str, design: str, attention: str, seed: int
     config = {"model": asdict(model_cfg), "train": asdict(train_cfg)}
     if model != PAPER_MODEL:
         config["model_name"] = model
-    key = make_key(cid, config, ds.fingerprint(), seed, scale.name)
+    key = make_key(cid, config, ds.fingerprint(), seed, scale.name, results_version(config))  # its family's version
     ckpt = (checkpoints / f"{key}.pt") if checkpoints else None
     # Held from the look-up to the write: a second process on this results folder waits here, then reuses the record.
     with store.claim(key, f"{cid} seed {seed}"):

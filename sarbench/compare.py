@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .provenance import RESULTS_VERSION
+from .provenance import is_stale
 from .references import is_reference
 from .significance import AE_BETTER, AR_BETTER, PairedComparison, compare_paired, stack_seeds
 from .record import ResultRecord
@@ -125,7 +125,7 @@ class Side:
 
     @property
     def stale(self) -> list[int]:
-        return sorted({r.results_version for r in self.records if r.results_version != RESULTS_VERSION})
+        return sorted({r.results_version for r in self.records if is_stale(r)})
 
 
 @dataclass(frozen=True)

@@ -126,8 +126,9 @@ class SARConfig:
 class TrainConfig:
     loss: str = "ce"  # "ce" over all items, or "bpr" / "bce" with sampled negatives
     num_negatives: int = 1  # negatives per positive for bpr / bce
-    # bpr / bce negatives are uniform over the items except: "own" the position's own target, or
-    # "sequence" every target of the sequence (the authors' modular code does this for AR)
+    # bpr / bce negatives are uniform over the items except: "own" the position's own target,
+    # "sequence" every target of the training window, or "user" every target of the user's whole
+    # training sequence (s[1:]; the authors' modular code does this for AR)
     negatives: str = "own"
     # "bert_adamw" (the authors' Table-4 optimiser: AdamW without bias correction, see optim.py),
     # "adamw" (torch's, with bias correction) or "adam" (L2 decay); the AdamW kinds decay no bias or norm.
@@ -166,7 +167,7 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'adam', 'adamw' or 'bert_adamw', got {self.optimizer!r}")
         if self.exclusion not in RULES:
             raise ValueError(f"exclusion must be one of {', '.join(RULES)}, got {self.exclusion!r}")
-        if self.negatives not in ("own", "sequence"):
-            raise ValueError(f"negatives must be 'own' or 'sequence', got {self.negatives!r}")
+        if self.negatives not in ("own", "sequence", "user"):
+            raise ValueError(f"negatives must be 'own', 'sequence' or 'user', got {self.negatives!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")

@@ -50,11 +50,11 @@ class Design:
 DESIGNS: dict[str, Design] = {d.name: d for d in (
     Design("vanilla", "vanilla", "vanilla", "ce", "bert4rec",
            "BERT4Rec-style network with the authors' Table-4 settings (post-LN, GELU)"),
-    # "in addition to vanilla self-attention": 2 heads, the last one local; AdamW decaying every
-    # parameter, decay 0 untuned (presets.py)
+    # the authors' base run file: 1 head, local (their grid adds a global one with heads=2: the last head
+    # local, the other global); AdamW decaying every parameter, decay 0 untuned (presets.py)
     Design("local", "local_attn", "design", "ce", "modsar",
-           "modular SASRec-style network; 2 heads, the last one local (|i - j| <= 2)",
-           model={"heads": 2, "local_window": 2, "local_heads": 1},
+           "modular SASRec-style network; 1 head, local (|i - j| <= 2); tuned with 2, the last one local",
+           model={"heads": 1, "local_window": 2, "local_heads": 1},
            train={"optimizer": "adamw", "weight_decay": 0.0, "decay_all": True}),
     Design("ssept", "ssept", "design", "bce", "modsar",
            "modular network with SSE-PT user embeddings (item/user replacement 0.2)",

@@ -50,6 +50,19 @@ def training_windows(train: SequenceDataset, attention: str, max_len: int):
         targets = inputs.copy()
     return users, inputs, targets, n_in[keep]
 
+def sequence_targets(train: SequenceDataset, users) -> np.ndarray:
+    """Every item that the whole training sequence of each of ``users`` predicts as AR, s[1:] (not only
+    the window's), each once, zero padded: (len(users), longest) int64. The authors' modular code draws AR
+    negatives outside this set."""
+    users = np.asarray(users)
+    rows = [np.unique(train.items[train.offsets[u] + 1 : train.offsets[u + 1]]) for u in users]
+    width = max((len(r) for r in rows), default=0) or 1
+    out = np.zeros((len(rows), width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
 def mask_counts(lengths: torch.Tensor, max_len: int, mask_prob: float) -> torch.Tensor:
     """AE: how many positions of each window are [MASK]ed, k = min(int(max_len * p), max(1, round(len * p))),
     at least one (round half to even, as Python's round in the authors' code)."""

@@ -29,14 +29,18 @@ The authors tuned these per (dataset, design, attention) with Ray Tune and kept 
 (protocol.md §5). Untuned, a design preset takes the base values of their run files: dropout 0.5
 on beauty and 0.2 elsewhere (on the hidden states and the attention probabilities alike), mask
 probability 0.8 on beauty and 0.2 elsewhere, 1 head; d = 64 (their files say 50, which no grid
-contains; 64 is a grid value). Per design:
-  * ``local``: 2 heads, the last one local (|i - j| <= 2: AR sees j in [i-2, i]), the other global
-    ("in addition to vanilla self-attention"); AdamW as theirs, decaying every parameter, with
-    decay 0 untuned (their grid: 0, 1e-4, 1e-2, 1; the 1e-2 in their files is a memory probe);
+contains; 64 is a grid value). Q, K and V are initialised as three xavier-uniform (d x d) matrices, as
+their three Linear(d, d). Per design:
+  * ``local``: 1 head, local (|i - j| <= 2: AR sees j in [i-2, i]), as their base run file; their
+    grid's heads=2 adds a global head beside it (the last head local, "in addition to vanilla
+    self-attention"); AdamW as theirs, decaying every parameter, with decay 0 untuned (their grid:
+    0, 1e-4, 1e-2, 1; the 1e-2 in their files is a memory probe);
   * ``ssept``: user embeddings (d/2 beside d/2 of the item), stochastic shared embeddings 0.2 / 0.2
-    (in training only, per position with probability p; see the README's differences), BCE;
+    (in training only, per position with probability p; see the README's differences), BCE whose
+    logit includes the user term (user half of h) . E_user(u), as theirs;
   * ``ce``, ``bpr``, ``bce``: the loss; BPR and BCE with one uniform negative per target, which for
-    AR excludes every target of the sequence and for AE only the position's own (theirs).
+    AR excludes every target of the user's whole training sequence (not only the window's) and for
+    AE only the position's own (theirs).
 ``sarbench tune`` finds tuned values; a case uses them when a tuned preset exists.
 """
 
@@ -102,7 +106,7 @@ def preset(name: str, dataset: str, num_items: int, num_users: int = 0) -> tuple
                     **MODSAR)
     train = replace(train, optimizer="adam", weight_decay=0.0, betas=(0.9, 0.98), eps=1e-8, grad_clip=0.0,
                     batch_size=128, max_epochs=2000, eval_every=5, patience=50,
-                    negatives="sequence" if attention == Attention.AR else "own")
+                    negatives="user" if attention == Attention.AR else "own")
     # The design's own settings, as declared (designs.py).
     if declared.needs_users:
         if num_users <= 0:

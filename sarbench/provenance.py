@@ -4,14 +4,23 @@ A stored record is reused (and compared, and reported) as long as the *result-de
 the same. That is not the commit: a README edit, a new report column or a refactor that moves code
 without changing a number must not invalidate hours of training. Two things describe it:
 
-``RESULTS_VERSION``
-    An integer bumped **on purpose** whenever a change moves results (a model, loss, optimiser,
-    training, data or evaluation change). It is part of every record's key. A record made under
-    another version is *stale*: never reused, and reported as stale (never silently dropped).
-    ``tests/test_results_version.py`` guards it: it trains tiny models of every kind for a few
-    steps and compares their numbers with ``tests/golden_results.json``, written for the current
-    version; a change that moves them fails until the version is bumped and the file regenerated
-    (``python tests/test_results_version.py --update``).
+``RESULTS_VERSIONS``
+    One integer per *results family*, bumped **on purpose** whenever a change moves that family's
+    results (a model, loss, optimiser, training, data or evaluation change). The families are the
+    networks whose numbers move together (:func:`results_family`): ``vanilla`` (the authors'
+    Table-4 network, BERT4Rec-style; also the attention study's Local-AE, which is that network),
+    ``modsar`` (their modular network: Table 5's designs), each Table-6 backbone (``albert``,
+    ``llama``, ``transfo_xl``) and ``outside`` (every other registered model, e.g. GRU4Rec). A fix
+    of the design space then leaves Table 4's records current. A record carries its family's
+    version, which is part of its key; a record made under another version of its family is
+    *stale*: never reused, and reported as stale (never silently dropped).
+    ``tests/test_results_version.py`` guards them: it trains tiny models of every family for a few
+    steps and compares their numbers with ``tests/golden_results.json``, written per family for its
+    current version; a change that moves them fails until that family's version is bumped and its
+    entries regenerated (``python tests/test_results_version.py --update``, which rewrites only the
+    families whose version changed).
+    ``RESULTS_VERSION`` is the ``vanilla`` family's, the version of a configuration whose family
+    cannot be told.
 
 ``source_hash()``
     sha256 of the result-determining modules (``RESULT_SOURCES``) with comments and docstrings
@@ -37,7 +46,13 @@ from typing import Any
 
 from . import __version__
 
-RESULTS_VERSION = 3
+# Family -> results version (module doc). History: every family was at 3 when they were split; 4 for
+# modsar: Q/K/V initialised as three d x d matrices, AR negatives outside the user's whole training
+# sequence, the SSE-PT user term in the training logit; 4 for the backbones: Table-6 training as the
+# authors' reruns (validation every 5 epochs, up to 2000, patience 50).
+RESULTS_VERSIONS: dict[str, int] = {"vanilla": 3, "modsar": 4, "albert": 4, "llama": 4, "transfo_xl": 4, "outside": 3}
+RESULTS_VERSION = RESULTS_VERSIONS["vanilla"]
+BACKBONE_FAMILIES = ("albert", "llama", "transfo_xl")  # designs.HF_BACKBONES (not imported: a leaf module)
 
 # Modules whose code computes what a record holds, relative to the package folder.
 RESULT_SOURCES = (
@@ -86,14 +101,41 @@ def source_hash(package: str | None = None) -> str:
     return h.hexdigest()[:16]
 
 
+def results_family(config) -> str:
+    """The results family of a record's configuration (``{"model": ..., "train": ..., "model_name": ...}``).
+
+    Told from the configuration alone (not from the record's free-text ``model``): a registered model's
+    name (``model_name``) is its family when it is a Table-6 backbone, else ``outside``; the paper's
+    model is ``modsar`` when its blocks are ModSAR's (``norm_residual``), else ``vanilla``.
+    """
+    config = config if isinstance(config, dict) else {}
+    name = config.get("model_name")
+    if name and name != "sar":
+        return name if name in BACKBONE_FAMILIES else "outside"
+    model = config.get("model")
+    return "modsar" if isinstance(model, dict) and model.get("norm_residual") else "vanilla"
+
+
+def results_version(family_or_config) -> int:
+    """The current results version of a family (a name, or a configuration as :func:`results_family` reads)."""
+    family = family_or_config if isinstance(family_or_config, str) else results_family(family_or_config)
+    return RESULTS_VERSIONS.get(family, RESULTS_VERSION)
+
+
+def current_version(record) -> int:
+    """This code's results version for ``record``'s family."""
+    return results_version(getattr(record, "config", None) or {})
+
+
 def is_stale(record) -> bool:
-    """True when ``record`` was made under another results version than this code's."""
-    return int(getattr(record, "results_version", 1)) != RESULTS_VERSION
+    """True when ``record`` was made under another results version of its family than this code's."""
+    return int(getattr(record, "results_version", 1)) != current_version(record)
 
 
 def stale_note(record) -> str:
-    return (f"stale: results version {getattr(record, 'results_version', 1)} "
-            f"(this code: {RESULTS_VERSION}); rerun to refresh")
+    return (f"stale: results version {getattr(record, 'results_version', 1)} of the "
+            f"{results_family(getattr(record, 'config', None) or {})} family (this code: "
+            f"{current_version(record)}); rerun to refresh")
 
 
 # --- where a record was made ----------------------------------------------------------------------

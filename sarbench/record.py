@@ -19,6 +19,7 @@ from .config import ATTENTIONS
 from .designs import DESIGNS, PAPER_MODEL
 from .keys import RecordError, config_dict, jsonable, make_key
 from .provenance import RESULTS_VERSION, code_version, gpu_name, host_info, source_hash
+from .provenance import results_version as family_version
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ class ResultRecord:
         wall_time_s, epochs: training cost.
         device, gpu: where it ran; ``gpu`` is the CUDA device name (None on CPU).
         code_version: see :func:`code_version`; filled in automatically (provenance, not identity).
-        results_version: :data:`sarbench.provenance.RESULTS_VERSION` of the code that made it.
+        results_version: the results version of its family (:func:`sarbench.provenance.results_version`)
+            in the code that made it; by default this code's.
         source_hash: :func:`sarbench.provenance.source_hash` of the code that made it.
         timestamp, host: when and where; filled in automatically.
         extra: anything else worth keeping (not interpreted).
@@ -94,7 +96,7 @@ class ResultRecord:
     host: dict = field(default_factory=host_info)
     extra: dict = field(default_factory=dict)
     schema: int = SCHEMA
-    results_version: int = RESULTS_VERSION
+    results_version: int | None = None
     source_hash: str = field(default_factory=lambda: source_hash())
     key: str = ""
 
@@ -124,6 +126,8 @@ class ResultRecord:
             self.variant = "vanilla" if self.table == "vanilla" else self.model
         if self.schema != SCHEMA:
             raise RecordError(f"{self.case_id}: a record of schema {self.schema!r}; this code reads schema {SCHEMA}")
+        if self.results_version is None:
+            self.results_version = family_version(self.config)
         key = make_key(self.case_id, self.config, self.fingerprint, self.seed, self.scale, int(self.results_version))
         if self.key and self.key != key:
             raise RecordError(f"{self.case_id}: stored key {self.key} does not match its fields (expected {key})")

@@ -242,32 +242,72 @@ def load_smoke(folder: Path = BASELINE_DIR, file: str = SMOKE_FILE) -> dict:
 
 def smoke_entry(baseline: dict, record) -> dict | None:
     """The baseline entry of ``record``'s case and seed, or None (none, made on other data, or by code of
-    another results version: its numbers are not this code's to match)."""
+    another results version: its numbers are not this code's to match; :func:`stale_entry` tells that one)."""
     entry = baseline.get("cases", {}).get(record.case_id, {}).get(str(record.seed))
     if entry is None or entry.get("fingerprint") != record.fingerprint:
         return None
-    from .provenance import RESULTS_VERSION
+    from .provenance import current_version
 
-    if entry.get("results_version") not in (None, getattr(record, "results_version", RESULTS_VERSION)):
+    if entry.get("results_version") not in (None, getattr(record, "results_version", None) or current_version(record)):
         return None
     return entry
 
 
+def stale_entry(baseline: dict, record) -> str:
+    """Why the baseline's entry of ``record``'s case and seed is not this code's to match, when it exists on the
+    same data but was made under another results version of the case's family ("" otherwise)."""
+    entry = baseline.get("cases", {}).get(record.case_id, {}).get(str(record.seed))
+    if entry is None or entry.get("fingerprint") != record.fingerprint or smoke_entry(baseline, record) is not None:
+        return ""
+    from .provenance import current_version, results_family
+
+    family = results_family(getattr(record, "config", None) or {})
+    ours = getattr(record, "results_version", None) or current_version(record)
+    return (f"{record.case_id} seed {record.seed}: its smoke baseline entry was made under results version "
+            f"{entry.get('results_version')} of the {family} family and this code is at version {ours}: the entry "
+            f"is stale, nothing was compared")
+
+
+def entry_family(case_id: str, entry: dict) -> str:
+    """The results family of a baseline entry: as recorded, else (entries written before families) told from
+    its case id: ``design`` cases are ModSAR's, ``hf`` cases their backbone's, a ``vanilla`` case of another
+    registered model an outside model's, the rest the vanilla network's."""
+    if entry.get("results_family"):
+        return entry["results_family"]
+    from .provenance import BACKBONE_FAMILIES
+
+    table, _, inner = case_id.partition("[")
+    parts = inner.rstrip("]").split("-")
+    group = parts[-3] if len(parts) >= 3 else ""
+    if table == "design":
+        return "modsar"
+    if table == "hf":
+        return group if group in BACKBONE_FAMILIES else "outside"
+    from .models.interface import registered
+
+    return "outside" if group in set(registered()) - {"sar", *BACKBONE_FAMILIES} else "vanilla"
+
+
 def _drop_stale(data: dict) -> None:
-    """Remove the entries written under another results version (cases this update did not rerun)."""
-    from .provenance import RESULTS_VERSION
+    """Remove the entries written under another results version of their family (cases this update did not rerun)."""
+    from .provenance import results_version
 
     for case in list(data["cases"]):
         seeds = data["cases"][case]
-        for seed in [s for s, e in seeds.items() if e.get("results_version") != RESULTS_VERSION]:
-            log.warning("smoke baseline: dropping %s seed %s, made under results version %s (this code: %s)",
-                        case, seed, seeds[seed].get("results_version"), RESULTS_VERSION)
-            del seeds[seed]
+        for seed in list(seeds):
+            family = entry_family(case, seeds[seed])
+            if seeds[seed].get("results_version") != results_version(family):
+                log.warning("smoke baseline: dropping %s seed %s, made under results version %s of the %s family "
+                            "(this code: %s)", case, seed, seeds[seed].get("results_version"), family,
+                            results_version(family))
+                del seeds[seed]
         if not seeds:
             del data["cases"][case]
 
 
 def make_entry(record, spread: dict | None = None) -> dict:
+    from .provenance import results_family
+
     measured = (spread or {}).get("cases", {}).get(record.case_id)
     tol, how = portable_tolerance(measured)
     per_metric = metric_tolerances(measured)
@@ -277,6 +317,7 @@ def make_entry(record, spread: dict | None = None) -> dict:
         "portable_tolerance": {**asdict(tol), "how": how, **({"per_metric": per_metric} if per_metric else {})},
         "code_version": record.code_version,
         "results_version": getattr(record, "results_version", None),
+        "results_family": results_family(getattr(record, "config", None) or {}),
         "source_hash": getattr(record, "source_hash", None),
     }
     ranks = _ranks(record)
@@ -433,8 +474,14 @@ def check_smoke_baseline(record, baseline: dict, *, updating: bool = False, stri
     if smoke_entry(baseline, record) is None:
         if user_baseline is not None and not is_own_case(record):
             return _check_user_baseline(record, Path(user_baseline))
-        problem = (f"{record.case_id} seed {record.seed}: no smoke baseline for data {record.fingerprint}; "
-                   f"to add it, {fix}")
+        stale = stale_entry(baseline, record)
+        if stale:
+            param = record.case_id.partition("[")[2].rstrip("]") or record.case_id
+            problem = (f"{stale}; to refresh it, rerun this case with --update-baseline (pytest bench -k "
+                       f"'{param}' --update-baseline) and commit reports/baseline/smoke.json")
+        else:
+            problem = (f"{record.case_id} seed {record.seed}: no smoke baseline for data {record.fingerprint}; "
+                       f"to add it, {fix}")
         if strict:
             pytest.fail(problem + " (CI compares every smoke case)", pytrace=False)
         pytest.skip(problem)

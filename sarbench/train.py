@@ -34,7 +34,7 @@ from .evaluate import EvalResult, evaluate
 from .config import Attention, SARConfig, TrainConfig, training_fields
 from .models.losses import chunked_cross_entropy, sample_negatives, sampled_loss
 from .models.interface import build_model
-from .objective import mask_counts, mask_positions, target_weights, targets_per_user, training_windows  # noqa: F401
+from .objective import mask_counts, mask_positions, sequence_targets, target_weights, targets_per_user, training_windows  # noqa: F401
 from .optim import BertAdamW
 from .process import release_freed_memory, reuse_freed_memory, signals_deferred  # noqa: F401  (re-exported)
 from .keys import identity_config
@@ -137,6 +137,9 @@ class Trainer:
         self.targets = torch.as_tensor(targets, device=self.device)
         self.lengths = torch.as_tensor(lengths, device=self.device)
         self.lengths_cpu = torch.as_tensor(lengths)
+        # negatives="user": each window's user's whole-sequence targets, for the exclusion (objective.py)
+        self.user_targets = (torch.as_tensor(sequence_targets(split.train, users), device=self.device)
+                             if cfg.negatives == "user" and cfg.loss != "ce" else None)
         # The length-grouped objective divides each batch's summed loss by this constant (module doc).
         n_batches = math.ceil(len(lengths) / cfg.batch_size)
         targets = targets_per_user(lengths, f.attention, f.max_len, f.mask_prob)
@@ -180,7 +183,7 @@ class Trainer:
                 users = torch.where(swap, rnd, users)
         return x, users, y
 
-    def _loss(self, x, users, y):
+    def _loss(self, x, users, y, idx=None):
         h = self.model.hidden_states(x, users)
         sel = y != 0
         hs = self.model.output_hidden(h[sel])  # only positions with a target
@@ -189,15 +192,17 @@ class Trainer:
         denominator = self.loss_denominator  # None: the mean over this batch's targets
         if self.cfg.loss == "ce":
             return chunked_cross_entropy(hs, w, b, pos - 1, denominator=denominator)
-        if self.cfg.negatives == "sequence":  # exclude every target of the position's sequence
-            rows = sel.nonzero()[:, 0]
+        rows = sel.nonzero()[:, 0]
+        if self.cfg.negatives in ("sequence", "user"):  # exclude every target of the window / the user's sequence
+            seen = y if self.cfg.negatives == "sequence" else self.user_targets[idx.to(self.device)]
             neg = sample_negatives(pos, self.fields.num_items, self.cfg.num_negatives, generator=self.generator,
-                                   exclude=(y, rows))
+                                   exclude=(seen, rows))
         else:
             neg = sample_negatives(pos, self.fields.num_items, self.cfg.num_negatives, generator=self.generator)
+        offset = self.model.logit_offset(h[sel], users[rows]) if users is not None else None  # SSE-PT's user term
         acc = torch.promote_types(hs.dtype, torch.float32)  # bf16 states: the loss in fp32
         return sampled_loss(self.cfg.loss, hs.to(acc), w.to(acc), None if b is None else b.to(acc), pos, neg,
-                            denominator=denominator)
+                            denominator=denominator, offset=None if offset is None else offset.to(acc))
 
     def train_step(self, idx: torch.Tensor) -> torch.Tensor:
         """One optimiser step on the users ``idx`` (a batch of :func:`batches`); returns its loss, detached.
@@ -208,7 +213,7 @@ class Trainer:
         x, users, y = self._batch(idx)
         autocast = self.device.type == "cuda" and self.cfg.precision == "bf16"
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            loss = self._loss(x, users, y)
+            loss = self._loss(x, users, y, idx)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:

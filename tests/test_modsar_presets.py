@@ -38,11 +38,12 @@ def small(name, split, **model):
 # --- local_attn --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("attention", ["AE", "AR"])
 def test_local_attn_window_is_plus_minus_two_on_the_last_head_only(split, attention):
-    mc, _ = small(f"local-{attention}", split)
+    untuned, _ = small(f"local-{attention}", split)
+    assert untuned.heads == 1 and untuned.local_heads == 1  # the authors' base run file: one head, local
+    mc, _ = small(f"local-{attention}", split, heads=2)  # their grid's heads=2: a global head beside it
     L = 8
     allowed = attention_mask(torch.ones(1, L, dtype=torch.bool), mc.attention, mc.heads, mc.local_window,
                              mc.local_heads).allowed[0]
-    assert mc.heads == 2
     for i in range(L):
         for j in range(L):
             seen = j <= i if attention == "AR" else True
@@ -144,8 +145,36 @@ def test_the_trainer_draws_sequence_negatives_for_ar_bce(split, monkeypatch):
         mc, tc = small(f"bce-{attention}", split)
         tr = Trainer(mc, tc, split)
         x, users, y = tr._batch(torch.arange(8))
-        tr._loss(x, users, y)
+        tr._loss(x, users, y, torch.arange(8))
         assert (seen["exclude"] is not None) == expected, attention
+
+
+def test_ar_negatives_avoid_every_target_of_the_users_whole_training_sequence(monkeypatch):
+    """As the authors' ARDataset: the excluded set is s[1:] of the whole training sequence, not the window's."""
+    import sarbench.train as train
+
+    ds = make_synthetic(SyntheticConfig(num_users=12, num_items=60, min_length=20, max_length=30, seed=3))
+    split = ds.split()
+    mc, tc = preset("bce-AR", "synthetic", ds.num_items)
+    mc, tc = replace(mc, hidden=8, max_len=6), replace(tc, progress=False, batch_size=12)
+    assert tc.negatives == "user"
+    seen = {}
+    real = train.sample_negatives
+
+    def spy(positives, num_items, count, generator=None, exclude=None):
+        seen["exclude"] = exclude
+        return real(positives, num_items, count, generator=generator, exclude=exclude)
+
+    monkeypatch.setattr(train, "sample_negatives", spy)
+    tr = Trainer(mc, tc, split)
+    idx = torch.arange(len(tr.users))
+    x, users, y = tr._batch(idx)
+    tr._loss(x, users, y, idx)
+    excluded, rows = seen["exclude"]
+    for r, u in enumerate(tr.users.tolist()):
+        sequence = split.train.items[split.train.offsets[u] : split.train.offsets[u + 1]]
+        assert set(excluded[r].tolist()) - {0} == set(sequence[1:].tolist())
+        assert len(sequence) - 1 > mc.max_len  # more than the window's targets
 
 
 # --- the modular network ---------------------------------------------------------------------------
@@ -156,8 +185,11 @@ def test_xavier_init_and_sqrt_d_scaling_are_in_effect():
     w = model.item_emb.weight
     bound = math.sqrt(6 / (w.shape[0] + w.shape[1]))  # xavier-uniform over (N + 2, d)
     assert w.abs().max() <= bound and w.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
-    qkv = model.blocks[0].attn.qkv.weight
-    assert qkv.std().item() == pytest.approx(math.sqrt(6 / sum(qkv.shape)) / math.sqrt(3), rel=0.05)
+    qkv = model.blocks[0].attn.qkv.weight  # (3d, d): Q, K and V each xavier over (d, d), as three Linear(d, d)
+    for part in qkv.view(3, 64, 64):
+        assert part.std().item() == pytest.approx(math.sqrt(6 / 128) / math.sqrt(3), rel=0.05)  # 0.125 at d = 64
+    vanilla_qkv = SelfAttentiveRecommender(preset("vanilla-AR", "synthetic", num_items=500)[0]).blocks[0].attn.qkv
+    assert vanilla_qkv.weight.abs().max() <= 0.04  # the vanilla network keeps its truncated normal
     assert model.emb_scale == pytest.approx(8.0)  # sqrt(64)
     # the scale reaches the hidden states: equal weights without it give other states
     plain = SelfAttentiveRecommender(replace(mc, embedding_scale=False))

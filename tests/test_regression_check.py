@@ -202,6 +202,32 @@ def test_a_missing_entry_fails_in_ci_and_a_users_case_records_its_own(case, tmp_
     assert second.startswith("matches its smoke baseline")
 
 
+def test_an_entry_of_another_results_version_is_named_stale_never_passed(case):
+    """An entry made under another results version of the case's family is not compared: the check says the
+    entry is stale (its family, both versions, the command that refreshes it), failing in CI, skipping elsewhere."""
+    import copy
+
+    rec = case.records["AR"]
+    old = copy.deepcopy(case.baseline)
+    old["cases"][rec.case_id]["0"]["results_version"] = rec.results_version - 1
+    with pytest.raises(pytest.fail.Exception, match="results version .* of the vanilla family .* stale") as failed:
+        check_smoke_baseline(rec, old, strict=True)
+    assert "--update-baseline" in str(failed.value) and "no smoke baseline" not in str(failed.value)
+    with pytest.raises(pytest.skip.Exception, match="stale"):
+        check_smoke_baseline(rec, old, strict=False)
+
+
+def test_entries_written_before_families_are_told_their_family_by_case_id():
+    from sarbench.smoke_baseline import entry_family
+
+    assert entry_family("design[ml-1m-ssept-AR-bce]", {}) == "modsar"
+    assert entry_family("hf[synthetic-transfo_xl-AE-ce]", {}) == "transfo_xl"
+    assert entry_family("vanilla[ml-1m-AR-ce]", {}) == "vanilla"
+    assert entry_family("analysis[ml-1m-local-AE-ce]", {}) == "vanilla"
+    assert entry_family("vanilla[video-gru4rec-AR-ce]", {}) == "outside"
+    assert entry_family("vanilla[video-AR-ce]", {"results_family": "modsar"}) == "modsar"
+
+
 _USERS_BREAK = '''
 import sarbench.models.sar as sar
 

@@ -1,13 +1,16 @@
 """Guard of RESULTS_VERSION: a change that moves results must bump it (sarbench/provenance.py).
 
-Tiny models of every kind (each design preset, AE and AR) train for two epochs on a tiny synthetic
-dataset; their per-epoch losses, trained weights and test metrics under both exclusion rules are
-compared with ``golden_results.json``, which was written for the current results version. A change
-to a mask, loss, optimiser, initialisation, data split or metric moves them; a refactor does not.
-When the move was intended:
+Tiny models of every results family (sarbench/provenance.py: the vanilla network, ModSAR with each
+design preset, each Table-6 backbone, an outside model; AE and AR) train for two epochs on a tiny
+synthetic dataset; their per-epoch losses, trained weights and test metrics under both exclusion
+rules are compared with ``golden_results.json``, which holds each family's numbers for its current
+results version. A change to a mask, loss, optimiser, initialisation, data split or metric moves
+them; a refactor does not. When the move was intended:
 
-    1. bump RESULTS_VERSION in sarbench/provenance.py (stored records become stale, on purpose);
-    2. python tests/test_results_version.py --update   (rewrites golden_results.json)
+    1. bump that family's entry of RESULTS_VERSIONS in sarbench/provenance.py (its stored records
+       become stale, on purpose; the other families' stay current);
+    2. python tests/test_results_version.py --update   (rewrites the entries of the families whose
+       version changed, and of cases whose configuration changed; every other entry is kept as it is)
 
 The guard trains in float64 (the default dtype while it runs), so that it holds on any x86-64 CPU.
 In float32, what moves when only the floating-point kernels change (another instruction set for
@@ -40,7 +43,8 @@ import torch
 
 GOLDEN = Path(__file__).with_name("golden_results.json")
 CASES = ["vanilla-AE", "vanilla-AR", "local-AE", "local-AR", "ssept-AE", "ssept-AR", "ce-AE", "bpr-AR", "bce-AE",
-         "bce-AR"]
+         "bce-AR", "albert-AR", "llama-AE", "transfo_xl-AE", "gru4rec-AR"]
+OTHER_MODELS = ("albert", "llama", "transfo_xl", "gru4rec")  # registered models: their spec's defaults
 # Measured in float64 (tools/kernel_spread.py): kernels move losses <= 2e-16 (relative) and weights <= 7e-15
 # (of their norm); the smallest deliberate changes move losses >= 7e-8 and weights >= 1.5e-6.
 LOSS_REL = 1e-12
@@ -60,6 +64,16 @@ def golden_numbers(name: str, dtype: torch.dtype = DTYPE) -> dict:
         torch.set_default_dtype(before)
 
 
+def family(name: str) -> str:
+    """The results family (sarbench.provenance) of a guard case."""
+    from sarbench.designs import DESIGNS
+
+    model = name.rsplit("-", 1)[0]
+    if model in OTHER_MODELS:
+        return model if model != "gru4rec" else "outside"
+    return "modsar" if DESIGNS[model].network == "modsar" else "vanilla"
+
+
 def _golden_numbers(name: str) -> dict:
     from sarbench.data import SyntheticConfig, make_synthetic
     from sarbench.presets import preset
@@ -67,9 +81,16 @@ def _golden_numbers(name: str) -> dict:
 
     torch.set_num_threads(1)
     ds = make_synthetic(SyntheticConfig(num_users=80, num_items=40, min_length=4, max_length=24, seed=11))
-    mc, tc = preset(name, "synthetic", ds.num_items, ds.num_users)
-    heads = 2 if mc.local_heads else 1
-    mc = replace(mc, hidden=16, layers=1, heads=heads, max_len=12)
+    model, attention = name.rsplit("-", 1)
+    if model in OTHER_MODELS:
+        from sarbench.models.interface import get_spec
+
+        mc, tc = get_spec(model).defaults(attention, "synthetic", ds.num_items, ds.num_users)
+        mc = replace(mc, hidden=16, layers=1, max_len=12, **({"heads": 1} if hasattr(mc, "heads") else {}))
+    else:
+        mc, tc = preset(name, "synthetic", ds.num_items, ds.num_users)
+        heads = 2 if mc.local_heads else 1
+        mc = replace(mc, hidden=16, layers=1, heads=heads, max_len=12)
     # validated once, at the end: the weights tested never depend on which epoch won a close validation
     tc = replace(tc, batch_size=16, max_epochs=2, eval_every=2, patience=10, progress=False, seed=3)
     from sarbench.store import identity_config
@@ -102,44 +123,66 @@ def moved(got: dict, want: dict) -> list[str]:
 
 
 def write_golden() -> str:
-    from sarbench.provenance import RESULTS_VERSION
+    """Rewrite the entries of the families whose results version changed (and of cases whose configuration
+    changed); keep every other entry as it is, refusing when its numbers moved under the same version."""
+    from sarbench.provenance import RESULTS_VERSIONS
 
     old = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
-    cases = {name: golden_numbers(name) for name in CASES}
-    if old.get("results_version") == RESULTS_VERSION and old.get("torch") == torch.__version__:
-        refused = [f"{name}: {'; '.join(moved(got, old['cases'][name]))}" for name, got in cases.items()
-                   if name in old.get("cases", {}) and got["config"] == old["cases"][name].get("config")
-                   and moved(got, old["cases"][name])]
-        if refused:
-            raise SystemExit("results moved for unchanged configurations -- bump RESULTS_VERSION in "
-                             "sarbench/provenance.py first:\n" + "\n".join(refused))
-    data = {"results_version": RESULTS_VERSION, "torch": torch.__version__, "cases": cases}
+    same_torch = old.get("torch") == torch.__version__
+    stored = old.get("results_versions", {})
+    cases, refused, rewritten = {}, [], []
+    for name in CASES:
+        got = golden_numbers(name)
+        want = old.get("cases", {}).get(name)
+        current = same_torch and want is not None and stored.get(family(name)) == RESULTS_VERSIONS[family(name)]
+        if current and got["config"] == want.get("config"):
+            if moved(got, want):
+                refused.append(f"{name} ({family(name)} family): {'; '.join(moved(got, want))}")
+            cases[name] = want  # unchanged: kept exactly as it was
+        else:
+            cases[name] = got
+            rewritten.append(name)
+    if refused:
+        raise SystemExit("results moved for unchanged configurations -- bump the family's entry of RESULTS_VERSIONS "
+                         "in sarbench/provenance.py first:\n" + "\n".join(refused))
+    families = sorted({family(n) for n in CASES})
+    data = {"results_versions": {f: RESULTS_VERSIONS[f] for f in families}, "torch": torch.__version__, "cases": cases}
     GOLDEN.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    return f"wrote {GOLDEN} for results version {RESULTS_VERSION}"
+    return (f"wrote {GOLDEN}: rewrote {', '.join(rewritten) or 'nothing'}; results versions "
+            + ", ".join(f"{f} {RESULTS_VERSIONS[f]}" for f in families))
 
 
 @pytest.fixture(scope="module")
 def golden():
-    from sarbench.provenance import RESULTS_VERSION
-
     data = json.loads(GOLDEN.read_text())
-    assert data["results_version"] == RESULTS_VERSION, (
-        f"{GOLDEN.name} was written for results version {data['results_version']}, the code says "
-        f"{RESULTS_VERSION}: regenerate it with `python tests/test_results_version.py --update`")
     if data["torch"] != torch.__version__:
         pytest.skip(f"golden numbers were recorded with torch {data['torch']}; this is {torch.__version__}")
-    return data["cases"]
+    return data
+
+
+@pytest.fixture
+def golden_cases(golden):
+    return golden["cases"]
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_results_unchanged_for_this_results_version(golden, name):
+    from sarbench.provenance import RESULTS_VERSIONS
+
+    fam = family(name)
+    stored = golden.get("results_versions", {}).get(fam)
+    assert stored == RESULTS_VERSIONS[fam], (
+        f"{GOLDEN.name} holds the {fam} family's numbers for results version {stored}, the code says "
+        f"{RESULTS_VERSIONS[fam]}: regenerate them with `python tests/test_results_version.py --update`")
+    golden = golden["cases"]
+    assert name in golden, f"{name}: no golden numbers; run `python tests/test_results_version.py --update`"
     got = golden_numbers(name)
     assert got["config"] == golden[name]["config"], (
         f"{name}: the preset's configuration changed; that needs no results-version bump (the configuration is "
         "part of the key): run `python tests/test_results_version.py --update`")
     problems = moved(got, golden[name])
     assert not problems, (f"{name}: " + "; ".join(problems) + " -- results moved: if intended, bump "
-                          "RESULTS_VERSION in sarbench/provenance.py and run `python tests/test_results_version.py --update`")
+                          f"the {fam} family's results version (RESULTS_VERSIONS) in sarbench/provenance.py and run `python tests/test_results_version.py --update`")
 
 
 SMALL_CHANGES = {  # changes of the kind this guard exists for, each smaller than any real regression
@@ -152,7 +195,8 @@ SMALL_CHANGES = {  # changes of the kind this guard exists for, each smaller tha
 
 
 @pytest.mark.parametrize("change", list(SMALL_CHANGES))
-def test_the_guard_notices_a_small_change(golden, monkeypatch, change):
+def test_the_guard_notices_a_small_change(golden_cases, monkeypatch, change):
+    golden = golden_cases
     import sarbench.presets as presets
 
     real = presets.preset
@@ -160,7 +204,7 @@ def test_the_guard_notices_a_small_change(golden, monkeypatch, change):
     assert moved(golden_numbers("vanilla-AR"), golden["vanilla-AR"]), f"{change} went unnoticed"
 
 
-def test_the_guard_notices_a_mask_off_by_one(golden, monkeypatch):
+def test_the_guard_notices_a_mask_off_by_one(golden_cases, monkeypatch):
     """AR's causal mask letting each query see one key too far (the next item): a code change, not a preset's."""
     import sarbench.models.sar as sar
 
@@ -173,7 +217,7 @@ def test_the_guard_notices_a_mask_off_by_one(golden, monkeypatch):
         return sar.Mask(items[:, None, None, :] & (i[None, :] <= i[:, None] + 1), causal=False)
 
     monkeypatch.setattr(sar, "attention_mask", off_by_one)
-    assert moved(golden_numbers("vanilla-AR"), golden["vanilla-AR"]), "a mask off by one went unnoticed"
+    assert moved(golden_numbers("vanilla-AR"), golden_cases["vanilla-AR"]), "a mask off by one went unnoticed"
 
 
 # Kernel-level perturbations (each in a fresh process: torch picks its kernels when it loads). On a CPU
@@ -195,7 +239,8 @@ print(json.dumps({name: guard.golden_numbers(name) for name in sys.argv[3:]}))
 
 
 @pytest.mark.parametrize("perturbation", list(KERNEL_PERTURBATIONS))
-def test_a_kernel_level_perturbation_passes(golden, perturbation):
+def test_a_kernel_level_perturbation_passes(golden_cases, perturbation):
+    golden = golden_cases
     """Other floating-point kernels, as on another CPU, move nothing beyond the guard's tolerances."""
     import os
     import subprocess
@@ -214,5 +259,5 @@ def test_a_kernel_level_perturbation_passes(golden, perturbation):
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     if "--update" not in sys.argv:
-        sys.exit("usage: python tests/test_results_version.py --update  (after bumping RESULTS_VERSION)")
+        sys.exit("usage: python tests/test_results_version.py --update  (after bumping a family's RESULTS_VERSIONS entry)")
     print(write_golden())

@@ -151,3 +151,40 @@ def test_two_trainers_built_before_fitting_reproduce():
     a, b = Trainer(mc, tc, sp), Trainer(mc, tc, sp)
     ra, rb = a.fit(), b.fit()
     assert [h["loss"] for h in ra.history] == [h["loss"] for h in rb.history]
+
+
+def test_the_bce_training_logit_includes_the_user_term_and_the_scores_do_not(split):
+    """The authors' SSE-PT logit: (item half of h) . E_item(i) + (user half of h) . E_user(u). The user term
+    enters the BCE of training (same number for the positive and the negatives); scores (rankings) need none."""
+    import torch.nn.functional as F
+
+    mc, tc = preset("ssept-AR", "synthetic", split.dataset.num_items, split.dataset.num_users)
+    mc = replace(mc, hidden=16, layers=1, max_len=32, sse_item_prob=0.0, sse_user_prob=0.0, dropout=0.0,
+                 attn_dropout=0.0)
+    trainer = Trainer(mc, replace(tc, progress=False, batch_size=64, length_buckets=1), split)
+    model = trainer.model.eval()
+    idx = torch.arange(16)
+    x, users, y = trainer._batch(idx)
+    state = trainer.generator.get_state()
+    loss = trainer._loss(x, users, y, idx)
+    trainer.generator.set_state(state)  # the same negatives again, to recompute the loss by hand
+    import sarbench.train as train
+
+    drawn = {}
+    real = train.sample_negatives
+    train.sample_negatives = lambda *a, **k: drawn.setdefault("neg", real(*a, **k))
+    try:
+        trainer._loss(x, users, y, idx)
+    finally:
+        train.sample_negatives = real
+    h = model.hidden_states(x, users)
+    sel = y != 0
+    rows = sel.nonzero()[:, 0]
+    hs, d = h[sel], model.item_emb.embedding_dim
+    user_term = (hs[:, d:] * model.user_emb(users[rows])).sum(-1)
+    w = model.item_emb.weight
+    pos = (hs[:, :d] * w[y[sel]]).sum(-1) + user_term
+    neg = (hs[:, :d] * w[drawn["neg"][:, 0]]).sum(-1) + user_term
+    expected = F.softplus(-pos).mean() + F.softplus(neg).mean()
+    torch.testing.assert_close(loss, expected)
+    assert user_term.abs().max() > 1e-3  # the term is there, and not negligible

@@ -348,3 +348,23 @@ def test_an_added_field_at_its_neutral_value_leaves_the_key_alone():
     assert make_key("c", before, "fp", 0, "paper") == make_key("c", after, "fp", 0, "paper")
     used = {"model": {"hidden": 64, **ADDED_FIELDS["model"], "init": "xavier"}, "train": {"lr": 1e-3}}
     assert make_key("c", used, "fp", 0, "paper") != make_key("c", before, "fp", 0, "paper")
+
+
+def test_each_results_family_has_its_own_version(tmp_path):
+    """A record carries its family's version; a bump of one family leaves the others' records current."""
+    import sarbench.provenance as prov
+
+    modsar = {"model": {"norm_residual": True}, "train": {}}
+    vanilla = {"model": {"norm_residual": False}, "train": {}}
+    assert prov.results_family(modsar) == "modsar" and prov.results_family(vanilla) == "vanilla"
+    assert prov.results_family({"model": {}, "model_name": "llama"}) == "llama"
+    assert prov.results_family({"model": {}, "model_name": "gru4rec"}) == "outside"
+    a, b = record(config=modsar), record(config=vanilla)
+    assert (a.results_version, b.results_version) == (prov.RESULTS_VERSIONS["modsar"], prov.RESULTS_VERSIONS["vanilla"])
+    bumped = {**prov.RESULTS_VERSIONS, "modsar": prov.RESULTS_VERSIONS["modsar"] + 1}
+    import pytest as _pytest
+
+    with _pytest.MonkeyPatch.context() as mp:
+        mp.setattr(prov, "RESULTS_VERSIONS", bumped)
+        assert prov.is_stale(a) and not prov.is_stale(b)
+        assert "of the modsar family" in prov.stale_note(a)

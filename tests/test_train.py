@@ -181,9 +181,9 @@ def test_nan_loss_raises_training_diverged(split):
     class NaNOnThirdBatch(Trainer):
         calls = 0
 
-        def _loss(self, x, users, y):
+        def _loss(self, x, users, y, idx=None):
             self.calls += 1
-            loss = super()._loss(x, users, y)
+            loss = super()._loss(x, users, y, idx)
             return loss * float("nan") if self.calls == 3 else loss
 
     trainer = NaNOnThirdBatch(*tiny(split), split)

@@ -82,6 +82,14 @@ class SequentialRecommender(nn.Module):
     def output_hidden(self, h: torch.Tensor) -> torch.Tensor:
         return h
 
+    def logit_offset(self, h: torch.Tensor, users: torch.Tensor) -> torch.Tensor | None:
+        """A term added to every item's training logit at states ``h`` (P, d) of ``users`` (P,), or None.
+
+        Sampled losses (BCE) add it to the positive's and the negatives' logits; it is the same for every
+        item, so it changes no ranking. SSE-PT's user term is one; the default is none.
+        """
+        return None
+
     def states_at(self, items, pos, users=None) -> torch.Tensor:
         """Hidden states (B, d) at one position per row, ``pos`` (B,): what scoring reads.
 

@@ -165,10 +165,11 @@ def sample_negatives(positives: torch.Tensor, num_items: int, count: int, genera
     raise RuntimeError("negative sampling did not converge in 1000 redraws")
 
 
-def sampled_loss(kind: str, h, weight, bias, positives, negatives, denominator: float | None = None):
+def sampled_loss(kind: str, h, weight, bias, positives, negatives, denominator: float | None = None, offset=None):
     """BPR or BCE over one positive and sampled negatives per row.
 
     h (P, d); weight (N, d) rows for items 1..N; positives (P,) and negatives (P, K) item ids 1..N.
+    ``offset`` (P,) or None: a per-row term added to every logit of the row (SSE-PT's user term).
     Means over the P rows (and K negatives); with ``denominator``, sums divided by it in place of P.
     """
     with _no_autocast(h.device.type):  # scores in the inputs' dtype, never silently in bf16
@@ -177,6 +178,9 @@ def sampled_loss(kind: str, h, weight, bias, positives, negatives, denominator: 
     if bias is not None:
         pos = pos + bias[positives - 1]
         neg = neg + bias[negatives - 1]
+    if offset is not None:
+        pos = pos + offset.to(pos.dtype)
+        neg = neg + offset.to(neg.dtype)[:, None]
     rows = float(denominator) if denominator else float(pos.shape[0])
     k = neg.shape[1]
     if kind == "bpr":

@@ -188,8 +188,11 @@ class SelfAttentiveRecommender(SequentialRecommender):
             self.transform = None
         self.item_bias = nn.Parameter(torch.zeros(cfg.num_items)) if cfg.item_bias else None
         if cfg.init == "xavier":  # ModSAR: xavier-uniform on every parameter with >= 2 dims
-            for p in self.parameters():
-                if p.ndim >= 2:
+            for name, p in self.named_parameters():
+                if name.endswith("attn.qkv.weight"):  # theirs: three Linear(d, d), each initialised on its own
+                    for part in p.data.view(3, cfg.hidden, cfg.hidden):
+                        nn.init.xavier_uniform_(part)
+                elif p.ndim >= 2:
                     nn.init.xavier_uniform_(p)
         else:
             self.apply(self._init)
@@ -246,6 +249,16 @@ class SelfAttentiveRecommender(SequentialRecommender):
         if self.transform is not None:
             return self.transform(h)
         return h[..., : self.item_emb.embedding_dim] if self.user_emb is not None else h
+
+    def logit_offset(self, h, users):
+        """SSE-PT: the user term of the score, (user half of h) . E_user(u), one number per state (else None).
+
+        It is the same for every item, so it changes no ranking and no softmax; the authors' BCE adds it to
+        the positive's and the negative's logit alike (protocol.md §2b), and so does the trainer here.
+        """
+        if self.user_emb is None or self.transform is not None:
+            return None
+        return (h[..., self.item_emb.embedding_dim :] * self.user_emb(users)).sum(-1)
 
     def output_weights(self):
         """(N, d_item) output embeddings of items 1..N and their (N,) bias or None."""

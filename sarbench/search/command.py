@@ -15,7 +15,8 @@ INTERRUPTED = 130  # exit status of an interrupted search or retrain (128 + SIGI
 DESCRIPTION = (
     "Search a named space (the paper's grids: " + ", ".join(SPACES) + ") or a JSON space file for one "
     "(dataset, design, attention) with Ray Tune: ASHA with the authors' settings (max_t 40 reports, grace period 5, "
-    "reduction factor 2, one report every 5 epochs) or a plain grid. The metric is validation Recall@10 (the test "
+    "reduction factor 2, one report every 5 epochs) or a plain grid (the default for the vanilla network). Table 6's "
+    "backbones are searched with --space hf --design albert|llama|transfo_xl. The metric is validation Recall@10 (the test "
     "split never reaches a trial); the best trial is the one with the best last reported value, as the authors chose. "
     "The best configuration is then trained from scratch as a normal case (record in --results) and written as a "
     "preset file (--presets) that benchmark cases load by name. An interrupted search or retrain (Ctrl-C) writes no "
@@ -161,10 +162,13 @@ def add_tune_parser(sub) -> None:
     p.add_argument("--space", default=None, metavar="NAME|FILE",
                    help=f"named space ({', '.join(SPACES)}) or a JSON space file (required unless --list-spaces)")
     p.add_argument("--design", default=None,
-                   help="preset design of the case (default: the space's: loss_ce -> ce, local_attn -> local, ...)")
+                   help="preset design of the case (default: the space's: loss_ce -> ce, local_attn -> local, ...); "
+                   "with --space hf a Table-6 backbone: albert, llama or transfo_xl")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="add or replace a grid axis, e.g. heads=1,2 (repeatable; default: the space's grid)")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default="asha", help="asha or a plain grid (default: asha)")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default="",
+                   help="asha or a plain grid (default: grid for the vanilla network, as the paper's Section 5.1; "
+                   "asha, the authors', for the design space and the HF backbones)")
     p.add_argument("--max-t", type=int, default=AUTHORS_MAX_T,
                    help=f"reports per trial at most (default: {AUTHORS_MAX_T}, the authors')")
     p.add_argument("--grace-period", type=int, default=AUTHORS_GRACE_PERIOD,

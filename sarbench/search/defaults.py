@@ -13,3 +13,9 @@ AUTHORS_EVAL_EVERY = 5
 
 PRESETS_ENV = "SARBENCH_PRESETS"  # folder of tuned preset files
 DEFAULT_PRESETS = "presets"
+
+
+def default_scheduler(design: str) -> str:
+    """The scheduler a search of ``design`` runs by default: a plain grid for the vanilla network (the
+    paper's Section 5.1 tuned the vanilla models by grid search), the authors' ASHA for everything else."""
+    return "grid" if design == "vanilla" else "asha"

@@ -16,7 +16,7 @@ loss_ce    ce       mask_prob{.2,.4,.6,.8} x heads{1,2} x dropout{0,.2,.4,.6,.8}
 loss_bce   bce      the same                                                          80     20
 ssept      ssept    the same x sse_item_prob{.2,.4,.6,.8} x sse_user_prob{.2,.4,.6,.8}  1,280  320
 local_attn local    the same x weight_decay{0,1e-4,1e-2,1}                            320    80
-hf         (given)  mask_prob x heads x dropout, d = 64                               40     10
+hf         (given)  mask_prob x heads x dropout, d = 64 (LLaMA: no dropout axis)        40     10
 vanilla    vanilla  d{32..512} x dropout{.1..9} x attn_dropout{.1..9} x L{1,2,4} x       14,580 3,645
                     H{1,2,4} x mask_prob{.2,.4,.6,.8}
 ========== ======== ================================================================= ====== =====
@@ -35,6 +35,8 @@ does nothing for this case (``mask_prob`` for AR, SSE-PT rates without user embe
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import itertools
 import json
 import math
@@ -242,7 +244,7 @@ def check_space(space: Space, model_cfg: SARConfig, train_cfg: TrainConfig) -> S
     """
     name = space.name
     where = f"space {name}"
-    known = config_fields()
+    known = config_fields(type(model_cfg))
     if not space.grid:
         raise SpaceError(f"space {name}: no parameter to search (the grid is empty)")
     seen: set[str] = set()
@@ -295,16 +297,16 @@ def check_space(space: Space, model_cfg: SARConfig, train_cfg: TrainConfig) -> S
 def _check_useful(space: Space, model_cfg: SARConfig) -> None:
     """Reject parameters that cannot change this case's result (each value would rerun the same trial)."""
     keys = {k for k, _ in space.grid}
-    if model_cfg.attention == Attention.AR and "mask_prob" in keys:
+    if getattr(model_cfg, "attention", None) == Attention.AR and "mask_prob" in keys:
         raise SpaceError(f"space {space.name}: 'mask_prob' does nothing for AR (the causal model masks nothing)")
     for key in ("sse_item_prob", "sse_user_prob"):
-        if key in keys and not model_cfg.num_users:
+        if key in keys and not getattr(model_cfg, "num_users", 0):
             raise SpaceError(f"space {space.name}: {key!r} does nothing without user embeddings (the ssept design)")
 
 
-def check_overrides(values: dict, where: str) -> dict:
+def check_overrides(values: dict, where: str, model_cls: type = SARConfig) -> dict:
     """``values`` (field -> value) checked as a space's fixed values would be: known, searchable, typed, in range."""
-    known = config_fields()
+    known = config_fields(model_cls)
     out = {}
     for key, value in values.items():
         _check_key(where, key, known)
@@ -313,9 +315,9 @@ def check_overrides(values: dict, where: str) -> dict:
     return out
 
 
-def split_overrides(values: dict) -> tuple[dict, dict]:
-    """(model overrides, train overrides) of a field -> value dict."""
-    known = config_fields()
+def split_overrides(values: dict, model_cls: type = SARConfig) -> tuple[dict, dict]:
+    """(model overrides, train overrides) of a field -> value dict (fields of ``model_cls`` and TrainConfig)."""
+    known = config_fields(model_cls)
     unknown = [k for k in values if k not in known]
     if unknown:
         raise SpaceError(f"unknown configuration field {unknown[0]!r}")
@@ -351,6 +353,19 @@ SPACES: dict[str, Space] = {
 }
 
 
+def for_model(space: Space, model_cfg) -> Space:
+    """``space`` as a case of ``model_cfg``'s model searches it: a tied field the model lacks is dropped (a
+    Table-6 backbone has one ``dropout`` for hidden states and attention, no ``attn_dropout``), and the named
+    ``hf`` space gives LLaMA no dropout axis: the authors' LLaMA had no dropout (their grid's five rates ran
+    one model five times), and its Table-6 defaults keep 0.0, the model their cells measure."""
+    fields = {f.name for f in dataclasses.fields(model_cfg)}
+    tied = tuple((f, src) for f, src in space.tied if f in fields)
+    grid = space.grid
+    if space.name == "hf" and type(model_cfg).__name__ == "LlamaRecConfig":
+        grid = tuple((k, v) for k, v in grid if k != "dropout")
+    return replace(space, grid=grid, tied=tied) if (tied, grid) != (space.tied, space.grid) else space
+
+
 def get_space(name_or_path: str | Path) -> Space:
     """A named space, or a space read from a JSON file; an unknown name lists the known ones."""
     name = str(name_or_path)
@@ -362,4 +377,4 @@ def get_space(name_or_path: str | Path) -> Space:
 
 
 __all__ = ["SPACES", "NOT_SEARCHABLE", "Space", "SpaceError", "check_overrides", "check_space", "config_fields",
-           "get_space", "load_space", "parse_values", "space_from_dict", "split_overrides", "with_axes"]
+           "for_model", "get_space", "load_space", "parse_values", "space_from_dict", "split_overrides", "with_axes"]

@@ -27,11 +27,13 @@ import torch
 
 from ..config import ATTENTIONS
 from ..data import Split
+from ..designs import DESIGNS, HF_BACKBONES
 from ..presets import preset
+from ..provenance import results_version
 from ..train import Trainer
 from .defaults import (AUTHORS_EVAL_EVERY, AUTHORS_GRACE_PERIOD, AUTHORS_MAX_T, AUTHORS_REDUCTION_FACTOR,
-                       BEST_SCOPES, SCHEDULERS)
-from .spaces import Space, check_space, split_overrides
+                       BEST_SCOPES, SCHEDULERS, default_scheduler)
+from .spaces import Space, check_space, for_model, split_overrides
 
 STATE_FILE = "trainer.pt"
 
@@ -44,14 +46,16 @@ class SearchConfig:
     ``grace_period=5``, ``reduction_factor=2`` on ``training_iteration``, one report every 5 epochs
     (rungs at 25/50/100/200 epochs), seed 0, and the best trial by its last reported value
     (``best_scope="last"``, Ray's default scope, which the authors used). ``scheduler="grid"`` runs
-    every trial to ``max_t`` reports (a plain grid search).
+    every trial to ``max_t`` reports (a plain grid search); left empty, the scheduler is the design's
+    default (:func:`~sarbench.search.defaults.default_scheduler`: a plain grid for the vanilla network,
+    as the paper's Section 5.1, ASHA otherwise).
     """
 
     dataset: str
     design: str
     attention: str
     space: Space
-    scheduler: str = "asha"
+    scheduler: str = ""
     max_t: int = AUTHORS_MAX_T
     grace_period: int = AUTHORS_GRACE_PERIOD
     reduction_factor: float = AUTHORS_REDUCTION_FACTOR
@@ -62,6 +66,8 @@ class SearchConfig:
     scale: str = "paper"
 
     def __post_init__(self):
+        if not self.scheduler:
+            object.__setattr__(self, "scheduler", default_scheduler(self.design))
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention must be 'AE' or 'AR', got {self.attention!r}")
         if self.scheduler not in SCHEDULERS:
@@ -99,26 +105,56 @@ class SearchConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def case_family(design: str) -> str:
+    """The results family (sarbench.provenance) of a search's case: a backbone's name, else its network's."""
+    if design in HF_BACKBONES:
+        return design
+    found = DESIGNS.get(design)
+    return "modsar" if found is not None and found.network == "modsar" else "vanilla"
+
+
+def case_results_version(search: SearchConfig) -> int:
+    """The current results version of the searched case's family (part of the search's identity)."""
+    return results_version(case_family(search.design))
+
+
 def search_split(split: Split) -> Split:
     """``split`` without its test targets: what trials receive (they cannot look at the test split)."""
     return replace(split, dataset=split.train, test_target=np.empty(0, dtype=np.int64))
 
 
 def base_configs(search: SearchConfig, num_items: int, num_users: int):
-    """The case's preset: (model config, train config) before any override."""
+    """The case's preset: (model config, train config) before any override. A Table-6 backbone's
+    ``design`` is its name (``albert``, ``llama``, ``transfo_xl``): its Table-6 defaults."""
+    if search.design in HF_BACKBONES:
+        from ..models.interface import get_spec
+
+        return get_spec(search.design).defaults(search.attention, search.dataset, num_items, num_users)
     return preset(f"{search.design}-{search.attention}", search.dataset, num_items, num_users)
 
 
+def model_class(design: str) -> type:
+    """The model config class of a search's case: a backbone's, else the paper's model's."""
+    if design in HF_BACKBONES:
+        from ..models.interface import get_spec
+
+        return get_spec(design).config
+    from ..config import SARConfig
+
+    return SARConfig
+
+
 def validated(search: SearchConfig, num_items: int, num_users: int) -> SearchConfig:
-    """``search`` with its space checked against the case's preset and its values typed (SpaceError if bad)."""
+    """``search`` with its space fitted to the case's model (spaces.for_model), checked against the case's
+    preset and its values typed (SpaceError if bad)."""
     model_cfg, train_cfg = base_configs(search, num_items, num_users)
-    return replace(search, space=check_space(search.space, model_cfg, train_cfg))
+    return replace(search, space=check_space(for_model(search.space, model_cfg), model_cfg, train_cfg))
 
 
 def trial_configs(search: SearchConfig, num_items: int, num_users: int, point: dict, device: str = "cpu"):
     """(model config, train config) of the trial at grid ``point``: preset, overrides, search protocol."""
     model_cfg, train_cfg = base_configs(search, num_items, num_users)
-    model_over, train_over = split_overrides(search.space.overrides(point))
+    model_over, train_over = split_overrides(search.space.overrides(point), type(model_cfg))
     protocol = {"max_epochs": search.max_epochs, "eval_every": search.eval_every, "patience": search.max_epochs + 1,
                 "seed": search.seed, "device": device, "progress": False, "eval_users": search.eval_users}
     return replace(model_cfg, **model_over), replace(train_cfg, **train_over, **protocol)
@@ -164,5 +200,5 @@ def run_trial(config: dict, setup: TrialSetup) -> None:
             tune.report(report_metrics(row), checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-__all__ = ["SearchConfig", "TrialSetup", "base_configs", "report_metrics", "run_trial",
+__all__ = ["SearchConfig", "TrialSetup", "base_configs", "case_family", "case_results_version", "model_class", "report_metrics", "run_trial",
            "search_split", "trial_configs", "validated"]

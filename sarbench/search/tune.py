@@ -8,7 +8,7 @@ the authors ran it); this module writes no scheduler. What it adds:
   needs the data files, and their resources through ``tune.with_resources`` (fractional GPUs: with
   ``gpus_per_trial=0.25`` four trials share one GPU);
 * one experiment folder per search, named after the case, the space and a hash of the whole
-  search (space, scheduler, protocol, data fingerprint, results version): running the same search
+  search (space, scheduler, protocol, data fingerprint, the results version of the case's family): running the same search
   again resumes it with ``Tuner.restore`` (finished trials are kept, unfinished ones continue from
   their last checkpoint, errored ones stay errored); another search never resumes into it;
 * an interrupted search (Ctrl-C, or Tune's stop signal SIGUSR1) is incomplete even where Tune's
@@ -40,9 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data import SequenceDataset
-from ..provenance import RESULTS_VERSION
 from .defaults import METRIC
-from .trial import SearchConfig, TrialSetup, run_trial, search_split, validated
+from .trial import SearchConfig, TrialSetup, case_results_version, run_trial, search_split, validated
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +166,7 @@ def experiment_name(search: SearchConfig, fingerprint: str) -> str:
     """Folder name of a search: case, space, scheduler and the hash of everything that defines it."""
     space = re.sub(r"[^A-Za-z0-9_.-]+", "_", search.space.name)
     return (f"{search.dataset}-{search.design}-{search.attention}-{space}-{search.scheduler}-"
-            f"{search.identity(fingerprint, RESULTS_VERSION)}")
+            f"{search.identity(fingerprint, case_results_version(search))}")
 
 
 def storage_uri(storage: str | os.PathLike) -> str:
@@ -302,7 +301,7 @@ def run_search(search: SearchConfig, data: SequenceDataset, *, storage: str | os
     ensure_ray(resources)
     _check_cluster(ray.cluster_resources(), resources)
     fingerprint = data.fingerprint()
-    identity = search.identity(fingerprint, RESULTS_VERSION)
+    identity = search.identity(fingerprint, case_results_version(search))
     name = name or experiment_name(search, fingerprint)
     root = storage_uri(storage)
     path = f"{root.rstrip('/')}/{name}"
