@@ -176,9 +176,10 @@ def portable_tolerance(spread_entry: dict | None) -> tuple[Tolerance, str]:
     per_number = metric_tolerances(spread_entry)
     if per_number:
         rel = max(per_number.values())
+        n = (spread_entry.get("seeds") or {}).get("n")
+        over_seeds = f", {SEED_SDS:g} x its relative standard deviation over {n} seeds" if n else ""
         how = (f"chaotic (largest kernel-level move {move:.2%}): each number within max({PORTABLE_FLOOR.rel:.0%}, "
-               f"{KERNEL_FACTOR:g} x its own kernel-level move, {SEED_SDS:g} x its relative standard deviation over "
-               f"{spread_entry['seeds']['n']} seeds), {min(per_number.values()):.2%}-{rel:.2%}")
+               f"{KERNEL_FACTOR:g} x its own kernel-level move{over_seeds}), {min(per_number.values()):.2%}-{rel:.2%}")
         if rel > UNSTABLE_MOVE:
             how += f"; unstable at smoke scale (a number's tolerance over {UNSTABLE_MOVE:.0%})"
         return Tolerance(rel=round(rel, 4), abs=PORTABLE_FLOOR.abs), how

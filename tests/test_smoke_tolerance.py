@@ -42,3 +42,10 @@ def test_a_case_measured_case_by_case_keeps_one_tolerance():
     tol, how = portable_tolerance(old)
     assert tol.rel == KERNEL_FACTOR * 0.02 and "each number" not in how
     assert portable_tolerance({"attention": "AR", "kernels": {"avx2": 0.0}})[0] == PORTABLE_FLOOR
+
+
+def test_kernel_moves_alone_set_each_number():
+    only = {"attention": "AR", "kernels": {"x": 0.01}, "metric_kernels": {"x": {"model/input N@10": 0.008}}}
+    assert metric_tolerances(only) == {"model/input N@10": KERNEL_FACTOR * 0.008}
+    tol, how = portable_tolerance(only)
+    assert tol.rel == KERNEL_FACTOR * 0.008 and "seeds" not in how
