@@ -33,6 +33,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--records", default=str(ROOT / "reports" / "baseline" / "paper"))
     ap.add_argument("--concurrent", type=int, default=2, help="runs side by side in the calibration (default: 2)")
+    ap.add_argument("--beside", default="no other work on the machine",
+                    help="what else ran on the machine during the calibration, for the report's header")
     ap.add_argument("--out", default=str(ROOT / "reports" / "plan_vs_actual.md"))
     args = ap.parse_args(argv)
     records = sorted((r for r in ResultStore(args.records).records() if r.table == "vanilla" and r.scale == "paper"),
@@ -60,8 +62,8 @@ def main(argv=None) -> int:
     text = "\n".join([
         "# sarbench plan against the committed paper-scale runs (CPU, one thread)", "",
         f"`python tools/plan_vs_actual.py --data-dir DATA_DIR --concurrent {args.concurrent}`, torch "
-        f"{torch.__version__}, {platform.machine()}, calibrated with {args.concurrent} run(s) side by side and no "
-        f"other work on the machine. Plan h (own epochs): the plan's time per epoch times the record's epochs, "
+        f"{torch.__version__}, {platform.machine()}, calibrated with {args.concurrent} run(s) side by side, "
+        f"{args.beside}. Plan h (own epochs): the plan's time per epoch times the record's epochs, "
         f"plus a test; plan h (expected): for the expected epochs (the mean over the case's records). Actual: "
         f"threads x wall time of the record's training processes. Process CPU h: the CPU time the training "
         f"process measured (records made since it is recorded). Busy: the record's median training epoch over "
