@@ -60,6 +60,16 @@ def local_ray():
 
 
 def test_an_interrupted_search_or_retrain_writes_no_preset_and_resumes(local_ray, tmp_path, monkeypatch):
+    # Python's own Ctrl-C handler before the search, as in a fresh process: in a test worker an earlier
+    # Ray session may have left SIGINT ignored, and the search gives back whatever it found.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupted_search_and_retrain(tmp_path, monkeypatch)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted_search_and_retrain(tmp_path, monkeypatch):
     data = DataCache(None)
     data._loaded[("synthetic", "smoke")] = make_synthetic()
     kwargs = dict(results=tmp_path / "results", data=data, scale=TINY, presets=tmp_path / "presets",
