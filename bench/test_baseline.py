@@ -148,9 +148,8 @@ def test_committed_paper_records_are_sane(pytestconfig):
 def _paper_records(pytestconfig):
     from sarbench.provenance import is_stale
 
-    folder = pytestconfig.rootpath / BASELINE_DIR / "paper"
-    records = ResultStore(folder).records() if folder.exists() else []
-    return [r for r in records if r.table == "vanilla" and r.model_name == PAPER_MODEL and not is_stale(r)]
+    return [r for r in _committed_paper(pytestconfig)
+            if r.table == "vanilla" and r.model_name == PAPER_MODEL and not is_stale(r)]
 
 
 @pytest.mark.parametrize("dataset", ["beauty", "sports", "video", "yelp", "ml-1m"])

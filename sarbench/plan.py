@@ -140,19 +140,27 @@ def _saved_bytes(fn) -> tuple[int, object]:
     return sum(seen.values()), out
 
 
-def _busy_worker(case: dict, data_dir, scale, device: str, threads: int, ready, stop) -> None:
-    """Train ``case`` step after step until ``stop`` is set: the load of a run beside the timed one."""
-    from .cases import DataCache, configure
+def _case_trainer(case: dict, ds, scale, device: str, seed: int):
+    """The case's real trainer (the configuration of ``run_case``) and its epoch's batches, in the order
+    a generator seeded with ``seed`` gives them."""
+    from .cases import configure
     from .train import Trainer, batches
 
-    torch.set_num_threads(threads)
-    ds = DataCache(data_dir).get(case["dataset"], scale)
     model_cfg, train_cfg = configure(case["dataset"], case["design"], case["attention"], ds, scale, 0, device,
                                      model=case["model"])
     trainer = Trainer(model_cfg, train_cfg, ds.split())
+    order = batches(trainer.lengths_cpu, train_cfg.batch_size, train_cfg.length_buckets,
+                    torch.Generator().manual_seed(seed))
+    return trainer, order
+
+
+def _busy_worker(case: dict, data_dir, scale, device: str, threads: int, ready, stop) -> None:
+    """Train ``case`` step after step until ``stop`` is set: the load of a run beside the timed one."""
+    from .cases import DataCache
+
+    torch.set_num_threads(threads)
+    trainer, batch_list = _case_trainer(case, DataCache(data_dir).get(case["dataset"], scale), scale, device, seed=1)
     trainer.model.train()
-    batch_list = batches(trainer.lengths_cpu, train_cfg.batch_size, train_cfg.length_buckets,
-                         torch.Generator().manual_seed(1))
     trainer.train_step(batch_list[0])
     ready.set()
     i = 0
@@ -198,18 +206,11 @@ class _SideBySide:
 def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Sequence = (),
                  calibrate: bool = True, budget_s: float = 5.0, concurrent: int = 1) -> CaseCost:
     """The :class:`CaseCost` of one case (see the module docstring)."""
-    from .cases import configure
     from .evaluate import evaluate
-    from .train import Trainer, batches
 
-    ds = data.get(case["dataset"], scale)
-    model_cfg, train_cfg = configure(case["dataset"], case["design"], case["attention"], ds, scale, 0, device,
-                                     model=case["model"])
-    split = ds.split()
-    trainer = Trainer(model_cfg, train_cfg, split)
+    trainer, batch_list = _case_trainer(case, data.get(case["dataset"], scale), scale, device, seed=0)
+    split, train_cfg = trainer.split, trainer.cfg
     cid = _case_id(case, train_cfg.loss)
-    batch_list = batches(trainer.lengths_cpu, train_cfg.batch_size, train_cfg.length_buckets,
-                         torch.Generator().manual_seed(0))
     by_len = sorted(batch_list, key=lambda idx: (int(trainer.lengths_cpu[idx].max()), len(idx)))
     picks = [by_len[min(len(by_len) - 1, int((i + 0.5) * len(by_len) / SAMPLE_BATCHES))]
              for i in range(min(SAMPLE_BATCHES, len(by_len)))]

@@ -130,7 +130,8 @@ def test_ae_negatives_avoid_only_their_own_target():
     assert 3 not in neg.tolist() and set(neg.tolist()) == {1, 2, 4, 5}
 
 
-def test_the_trainer_draws_sequence_negatives_for_ar_bce(split, monkeypatch):
+def _spy_on_negatives(monkeypatch) -> dict:
+    """Record the ``exclude`` argument of the trainer's negative sampling in the returned dict."""
     import sarbench.train as train
 
     seen = {}
@@ -141,6 +142,11 @@ def test_the_trainer_draws_sequence_negatives_for_ar_bce(split, monkeypatch):
         return real(positives, num_items, count, generator=generator, exclude=exclude)
 
     monkeypatch.setattr(train, "sample_negatives", spy)
+    return seen
+
+
+def test_the_trainer_draws_sequence_negatives_for_ar_bce(split, monkeypatch):
+    seen = _spy_on_negatives(monkeypatch)
     for attention, expected in (("AR", True), ("AE", False)):
         mc, tc = small(f"bce-{attention}", split)
         tr = Trainer(mc, tc, split)
@@ -151,21 +157,12 @@ def test_the_trainer_draws_sequence_negatives_for_ar_bce(split, monkeypatch):
 
 def test_ar_negatives_avoid_every_target_of_the_users_whole_training_sequence(monkeypatch):
     """As the authors' ARDataset: the excluded set is s[1:] of the whole training sequence, not the window's."""
-    import sarbench.train as train
-
     ds = make_synthetic(SyntheticConfig(num_users=12, num_items=60, min_length=20, max_length=30, seed=3))
     split = ds.split()
     mc, tc = preset("bce-AR", "synthetic", ds.num_items)
     mc, tc = replace(mc, hidden=8, max_len=6), replace(tc, progress=False, batch_size=12)
     assert tc.negatives == "user"
-    seen = {}
-    real = train.sample_negatives
-
-    def spy(positives, num_items, count, generator=None, exclude=None):
-        seen["exclude"] = exclude
-        return real(positives, num_items, count, generator=generator, exclude=exclude)
-
-    monkeypatch.setattr(train, "sample_negatives", spy)
+    seen = _spy_on_negatives(monkeypatch)
     tr = Trainer(mc, tc, split)
     idx = torch.arange(len(tr.users))
     x, users, y = tr._batch(idx)
