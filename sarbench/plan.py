@@ -203,14 +203,16 @@ class _SideBySide:
         return False
 
 
-def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Sequence = (),
-                 calibrate: bool = True, budget_s: float = 5.0, concurrent: int = 1) -> CaseCost:
-    """The :class:`CaseCost` of one case (see the module docstring)."""
+def count_and_time(trainer, batch_list, *, device: str = "cpu", calibrate: bool = True, budget_s: float = 5.0,
+                   side_by_side=None) -> dict:
+    """FLOPs, seconds and peak bytes of one epoch of ``trainer`` over ``batch_list`` (see the module docstring):
+    ``flops_train``, ``flops_valid``, ``train_s``, ``valid_s`` (NaN without calibration), ``peak_bytes``.
+    ``side_by_side``: a context manager whose block the timing runs in (other processes training beside it)."""
+    from contextlib import nullcontext
+
     from .evaluate import evaluate
 
-    trainer, batch_list = _case_trainer(case, data.get(case["dataset"], scale), scale, device, seed=0)
     split, train_cfg = trainer.split, trainer.cfg
-    cid = _case_id(case, train_cfg.loss)
     by_len = sorted(batch_list, key=lambda idx: (int(trainer.lengths_cpu[idx].max()), len(idx)))
     picks = [by_len[min(len(by_len) - 1, int((i + 0.5) * len(by_len) / SAMPLE_BATCHES))]
              for i in range(min(SAMPLE_BATCHES, len(by_len)))]
@@ -231,7 +233,7 @@ def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Seque
     flops_valid = counter.get_total_flops() * n_eval / len(sample)
     train_s = valid_s = math.nan
     if calibrate:
-        with _SideBySide(concurrent - 1, case, data.data_dir, scale, device, torch.get_num_threads()):
+        with side_by_side if side_by_side is not None else nullcontext():
             trainer.model.train()
             trainer.train_step(picks[0])  # warm-up
             done, start = 0, time.perf_counter()
@@ -240,18 +242,36 @@ def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Seque
                 done += 1
                 if done >= MIN_TIMED and time.perf_counter() - start >= budget_s:
                     break
+            _sync(device)
             train_s = (time.perf_counter() - start) / done * len(batch_list)
             trainer.model.eval()
             start = time.perf_counter()
             evaluate(trainer.model, split, **valid_kwargs)
+            _sync(device)
             valid_s = (time.perf_counter() - start) * n_eval / len(sample)
     params = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
     windows = sum(t.numel() * t.element_size() for t in (trainer.inputs, trainer.targets))
+    return dict(flops_train=float(np.mean(flops)) * len(batch_list), flops_valid=flops_valid, train_s=train_s,
+                valid_s=valid_s, peak_bytes=5 * params + max(saved) + windows)
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Sequence = (),
+                 calibrate: bool = True, budget_s: float = 5.0, concurrent: int = 1) -> CaseCost:
+    """The :class:`CaseCost` of one case (see the module docstring)."""
+    trainer, batch_list = _case_trainer(case, data.get(case["dataset"], scale), scale, device, seed=0)
+    train_cfg = trainer.cfg
+    cid = _case_id(case, train_cfg.loss)
+    side = _SideBySide(concurrent - 1, case, data.data_dir, scale, device, torch.get_num_threads())
+    cost = count_and_time(trainer, batch_list, device=device, calibrate=calibrate, budget_s=budget_s,
+                          side_by_side=side)
     epochs, source = expected_epochs(cid, case["dataset"], case["attention"], history, train_cfg.patience)
     epochs = min(epochs, train_cfg.max_epochs)
-    return CaseCost(case_id=cid, flops_train=float(np.mean(flops)) * len(batch_list), flops_valid=flops_valid,
-                    epochs=epochs, epochs_from=source, peak_bytes=5 * params + max(saved) + windows,
-                    train_s=train_s, valid_s=valid_s)
+    return CaseCost(case_id=cid, epochs=epochs, epochs_from=source, **cost)
 
 
 def plan_cases(cases: Iterable[dict], *, data_dir=None, scale: str = "paper", threads: int = 1, device: str = "cpu",

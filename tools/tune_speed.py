@@ -85,41 +85,6 @@ def report_seconds(piece: dict, eval_every: int) -> float:
     return eval_every * piece["epoch"] + piece["validation"] + piece["checkpoint"]
 
 
-def simulate(search, costs: list[float], concurrency: int, noise: float, rng) -> tuple[int, float]:
-    """(reports, wall seconds) of one search: Ray's ASHA deciding, trials in a random order."""
-    from ray.tune.schedulers import ASHAScheduler
-
-    class Trial:  # what the scheduler reads of a trial
-        def __init__(self, trial_id):
-            self.trial_id = trial_id
-
-    np.random.seed(int(rng.integers(2**31)))  # ASHA draws its bracket from numpy's global generator
-    sched = ASHAScheduler(metric="m", mode="max", max_t=search.max_t, grace_period=search.grace_period,
-                          reduction_factor=search.reduction_factor)
-    n = len(costs)
-    order = rng.permutation(n)
-    quality = rng.random(n)
-    queue = list(order)
-    running: dict[int, tuple[float, int]] = {}  # trial -> (time of its next report, reports so far)
-    now, reports = 0.0, 0
-    trials = {i: Trial(str(i)) for i in range(n)}
-    while queue or running:
-        while queue and len(running) < concurrency:
-            i = queue.pop(0)
-            sched.on_trial_add(None, trials[i])
-            running[i] = (now + costs[i], 0)
-        i = min(running, key=lambda k: running[k][0])
-        now, done = running.pop(i)
-        done += 1
-        reports += 1
-        result = {"training_iteration": done, "m": quality[i] + noise * rng.standard_normal()}
-        if sched.on_trial_result(None, trials[i], result) == "STOP" or done >= search.max_t:
-            sched.on_trial_complete(None, trials[i], result)
-        else:
-            running[i] = (now + costs[i], done)
-    return reports, now
-
-
 def summarize(values) -> str:
     v = np.asarray(values, dtype=float)
     return f"{v.mean():,.0f} ({np.percentile(v, 10):,.0f}-{np.percentile(v, 90):,.0f})"
@@ -141,6 +106,7 @@ def main(argv=None) -> int:
 
     from sarbench.data import load_dataset
     from sarbench.search import SPACES, SearchConfig
+    from sarbench.search.cost import simulate_asha
     from sarbench.search.trial import validated
 
     space = SPACES[args.space]
@@ -157,7 +123,7 @@ def main(argv=None) -> int:
     n = len(points)
     rows = []
     for label, noise in (("ASHA, stable ranking", 0.0), ("ASHA, noisy ranking", 0.5 / np.sqrt(12))):
-        sims = [simulate(search, costs, args.concurrency, noise, rng) for _ in range(args.sims)]
+        sims = [simulate_asha(search, costs, args.concurrency, rng, noise) for _ in range(args.sims)]
         reports = [r for r, _ in sims]
         hours = [s / 3600 for _, s in sims]
         rows.append((label, summarize(reports), summarize([r * search.eval_every for r in reports]),

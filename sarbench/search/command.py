@@ -74,6 +74,22 @@ def plan_lines(search, name: str, where: str) -> list[str]:
     ]
 
 
+def _trial_device(args) -> str:
+    return "cuda" if args.gpus_per_trial > 0 else "cpu"
+
+
+def _slots(resources) -> int:
+    """Trials at once on this machine's resources (what a local Ray instance would run)."""
+    import os
+
+    if resources.gpus_per_trial > 0:
+        import torch
+
+        return max(1, int(torch.cuda.device_count() / resources.gpus_per_trial))
+    cpus = resources.num_cpus or os.cpu_count() or 1
+    return max(1, int(cpus / resources.cpus_per_trial))
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     if args.list_spaces:
         return cmd_list_spaces()
@@ -106,6 +122,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
     name = args.name or experiment_name(search, ds.fingerprint())
     for line in plan_lines(search, name, storage_uri(storage)):
         print(line)
+    if args.cost:
+        from ..cases import torch_threads
+        from ..plan import history_records
+        from .cost import cost_lines, search_cost
+
+        concurrency = args.max_concurrent or _slots(resources)
+        try:
+            with torch_threads(max(1, int(args.cpus_per_trial))):  # a trial's threads (tune.py sets the same)
+                cost = search_cost(search, ds.split(), device=_trial_device(args), concurrency=concurrency,
+                                   history=history_records())
+        except ImportError as exc:
+            print(f"sarbench tune: error: --cost simulates ASHA with Ray ({exc}); pip install 'sarbench[tune]'",
+                  file=sys.stderr)
+            return 1
+        for line in cost_lines(search, cost, _trial_device(args)):
+            print(line)
     if args.dry_run:
         return 0
     if args.threads:
@@ -214,5 +246,9 @@ def add_tune_parser(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress table (default: Ray's reporter)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the space and print the plan (trials, rungs, folder) without starting Ray")
+    p.add_argument("--cost", action="store_true",
+                   help="before the search (or with --dry-run, instead of it): time each grid size for a few seconds "
+                   "on the trials' device and print what the search and the retrain will cost (ASHA simulated "
+                   "with Ray's scheduler over random trial orders)")
     p.add_argument("--list-spaces", action="store_true", help="list the named spaces and exit")
     p.set_defaults(func=cmd_tune)
