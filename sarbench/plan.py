@@ -16,7 +16,7 @@ For each case the plan builds the case's real trainer on its real data (the conf
 * **expected epochs**: the mean epochs of committed records of the same case (any seed), else of
   the same dataset and attention, else an assumption (three patiences) that the table marks.
 
-The estimate of a case is ``epochs x (train + validation) + one test``; CPU time is that times the
+The estimate of a case is ``epochs x train + its validations (one every ``eval_every`` epochs) + one test``; CPU time is that times the
 threads. It assumes the machine is as busy during the run as during the calibration. Runs that will
 share the machine (two at once, one thread each, say) are planned with ``concurrent=N``: the timing
 then runs while N - 1 other processes train the same case side by side, so that it pays what they
@@ -54,14 +54,20 @@ class CaseCost:
     peak_bytes: int
     train_s: float  # one training epoch; NaN without calibration
     valid_s: float  # one validation pass
+    eval_every: int = 1  # epochs per validation (Tables 5 and 6 validate every 5)
 
     @property
     def epoch_s(self) -> float:
-        return self.train_s + self.valid_s
+        """One epoch with its share of the validations."""
+        return self.train_s + self.valid_s / self.eval_every
+
+    def run_s(self, epochs: float) -> float:
+        """A run of ``epochs`` epochs: their training, their validations and the test (which costs one)."""
+        return epochs * self.train_s + (math.ceil(epochs / self.eval_every) + 1) * self.valid_s
 
     @property
     def total_s(self) -> float:
-        return self.epochs * self.epoch_s + self.valid_s  # + the test, which costs a validation
+        return self.run_s(self.epochs)
 
 
 def selected_cases(marker: str = "vanilla", datasets: str | None = None, models: str | None = None,
@@ -271,7 +277,7 @@ def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Seque
                           side_by_side=side)
     epochs, source = expected_epochs(cid, case["dataset"], case["attention"], history, train_cfg.patience)
     epochs = min(epochs, train_cfg.max_epochs)
-    return CaseCost(case_id=cid, epochs=epochs, epochs_from=source, **cost)
+    return CaseCost(case_id=cid, epochs=epochs, epochs_from=source, eval_every=train_cfg.eval_every, **cost)
 
 
 def plan_cases(cases: Iterable[dict], *, data_dir=None, scale: str = "paper", threads: int = 1, device: str = "cpu",

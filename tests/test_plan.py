@@ -73,6 +73,15 @@ def test_selection_and_table():
     assert "Total: 2 cases" in text and "1.43 h" in text
 
 
+def test_a_case_validated_every_five_epochs_pays_for_its_validations_only():
+    """Tables 5 and 6 validate every 5 epochs: 80 epochs pay 16 validations and the test, not 81."""
+    every_epoch = CaseCost("vanilla[ml-1m-AR-ce]", 1e12, 1e11, 80, "records (1)", 1, 20.0, 5.0)
+    every_five = CaseCost("hf[ml-1m-llama-AR-ce]", 1e12, 1e11, 80, "records (1)", 1, 20.0, 5.0, eval_every=5)
+    assert every_epoch.total_s == 80 * 20.0 + 81 * 5.0
+    assert every_five.total_s == 80 * 20.0 + 17 * 5.0 and every_five.epoch_s == 21.0
+    assert every_five.run_s(81) == 81 * 20.0 + 18 * 5.0  # a started check counts
+
+
 def test_the_command_prints_a_plan(capsys):
     assert cli.main(["plan", "--datasets", "synthetic", "--no-calibration"]) == 0
     out = capsys.readouterr().out

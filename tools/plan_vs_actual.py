@@ -37,22 +37,22 @@ def main(argv=None) -> int:
                     help="what else ran on the machine during the calibration, for the report's header")
     ap.add_argument("--out", default=str(ROOT / "reports" / "plan_vs_actual.md"))
     args = ap.parse_args(argv)
-    records = sorted((r for r in ResultStore(args.records).records() if r.table == "vanilla" and r.scale == "paper"),
+    records = sorted((r for r in ResultStore(args.records).records()
+                      if r.table in ("vanilla", "hf") and r.scale == "paper"),
                      key=lambda r: (r.dataset, r.case_id, r.seed))
     data, history = DataCache(args.data_dir), history_records(args.records)
     costs = {}
     rows = []
     with torch_threads(1):
         for r in records:
-            model = r.config.get("model_name", "sar")
-            case = dict(table="vanilla", dataset=r.dataset, design="vanilla", attention=r.attention, model=model)
+            case = dict(table=r.table, dataset=r.dataset, design="vanilla", attention=r.attention, model=r.model_name)
             if r.case_id not in costs:
                 costs[r.case_id] = measure_case(case, data=data, scale=SCALES["paper"], history=history,
                                                 concurrent=args.concurrent)
             c = costs[r.case_id]
             threads = r.extra.get("threads") or 1  # records before the field ran with --threads 1
             actual = threads * r.wall_time_s / 3600
-            own = (r.epochs * c.epoch_s + c.valid_s) / 3600
+            own = c.run_s(r.epochs) / 3600
             cpu = r.extra.get("cpu_seconds")
             measured = (f"{cpu / 3600:.2f} | {cpu / 3600 / own:.2f}" if cpu else "n/a | n/a")
             epochs = np.asarray(r.extra.get("epoch_seconds") or [np.nan])
