@@ -63,11 +63,17 @@ class CaseCost:
 
     def run_s(self, epochs: float) -> float:
         """A run of ``epochs`` epochs: their training, their validations and the test (which costs one)."""
-        return epochs * self.train_s + (math.ceil(epochs / self.eval_every) + 1) * self.valid_s
+        return run_seconds(epochs, self.train_s, self.valid_s, self.eval_every)
 
     @property
     def total_s(self) -> float:
         return self.run_s(self.epochs)
+
+
+def run_seconds(epochs: float, train_s: float, valid_s: float, eval_every: int = 1) -> float:
+    """Seconds of a run of ``epochs`` training epochs of ``train_s`` each, validated every ``eval_every``
+    epochs (a started check counts) and tested once, a validation and the test costing ``valid_s`` each."""
+    return epochs * train_s + (math.ceil(epochs / eval_every) + 1) * valid_s
 
 
 def selected_cases(marker: str = "vanilla", datasets: str | None = None, models: str | None = None,
@@ -95,7 +101,8 @@ def selected_cases(marker: str = "vanilla", datasets: str | None = None, models:
     return cases
 
 
-def _case_id(case: dict, loss: str) -> str:
+def case_id_of(case: dict, loss: str) -> str:
+    """The case id of a ``run_case`` keyword set (``selected_cases``' form) trained with ``loss``."""
     from .cases import DESIGN_VARIANT, case_id
 
     if case["model"] != "sar":
@@ -271,7 +278,7 @@ def measure_case(case: dict, *, data, scale, device: str = "cpu", history: Seque
     """The :class:`CaseCost` of one case (see the module docstring)."""
     trainer, batch_list = _case_trainer(case, data.get(case["dataset"], scale), scale, device, seed=0)
     train_cfg = trainer.cfg
-    cid = _case_id(case, train_cfg.loss)
+    cid = case_id_of(case, train_cfg.loss)
     side = _SideBySide(concurrent - 1, case, data.data_dir, scale, device, torch.get_num_threads())
     cost = count_and_time(trainer, batch_list, device=device, calibrate=calibrate, budget_s=budget_s,
                           side_by_side=side)

@@ -19,7 +19,6 @@ the cores' memory bandwidth run slower than that, so there the wall time is a lo
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,9 +147,8 @@ def _spread(values) -> tuple[float, float, float]:
 def search_cost(search, split, *, device: str = "cpu", concurrency: int = 1, sims: int = 200, history=(),
                 combos: list[ComboCost] | None = None, calibrate: bool = True) -> SearchCost:
     """The :class:`SearchCost` of ``search`` (validated) on ``split``; ``combos`` reuses measured ones."""
-    from ..cases import DESIGN_VARIANT
-    from ..designs import HF_BACKBONES, case_id
-    from ..plan import expected_epochs
+    from ..designs import HF_BACKBONES
+    from ..plan import case_id_of, expected_epochs, run_seconds
     from .trial import base_configs
 
     combos = combos if combos is not None else combo_costs(search, split, device=device, calibrate=calibrate)
@@ -169,14 +167,15 @@ def search_cost(search, split, *, device: str = "cpu", concurrency: int = 1, sim
         device_s = sum(costs) * search.max_t
     model_cfg, train_cfg = base_configs(search, split.train.num_items, split.train.num_users)
     backbone = search.design in HF_BACKBONES
-    cid = case_id("hf" if backbone else "design", search.dataset, search.attention, train_cfg.loss,
-                  search.design if backbone else DESIGN_VARIANT.get(search.design, ""))
+    case = dict(table="hf" if backbone else "design", dataset=search.dataset, attention=search.attention,
+                design="vanilla" if backbone else search.design, model=search.design if backbone else "sar")
+    cid = case_id_of(case, train_cfg.loss)
     epochs, source = expected_epochs(cid, search.dataset, search.attention, history, train_cfg.patience)
     epochs = min(epochs, train_cfg.max_epochs)
     axes = search.space.axes
     size = tuple(getattr(model_cfg, k, None) if k in axes else None for k in ("hidden", "heads"))
     base = by_size.get(size, combos[0])  # the preset's own size, which the retrain starts from
-    retrain_s = epochs * base.train_s + math.ceil(epochs / train_cfg.eval_every) * base.valid_s + base.valid_s
+    retrain_s = run_seconds(epochs, base.train_s, base.valid_s, train_cfg.eval_every)
     return SearchCost(trials=len(points), concurrency=concurrency, combos=tuple(combos), reports=reports,
                       wall_s=wall, device_s=device_s, retrain_epochs=epochs, retrain_from=source, retrain_s=retrain_s)
 
