@@ -42,6 +42,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from reporting import cpu_model  # noqa: E402  sibling module in tools/
+
 log = logging.getLogger("compare_recbole")
 
 DATASET = "ml-1m"
@@ -278,16 +280,6 @@ def check_recbole_python(py: str) -> str:
         raise SystemExit(f"--recbole-python {py}: cannot import recbole/torch/numpy/pandas:\n{proc.stderr[-2000:]}\n"
                          f"see tools/README.md for the set-up (RecBole 1.2.1 needs numpy<2 and pandas<3)")
     return proc.stdout.strip()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def summarize(sar: dict | None, rb: dict | None) -> dict:

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from compare_recbole import cpu_model  # sibling script in tools/
+from reporting import cpu_model, write_report  # sibling module in tools/
 
 SIZES = dict(hidden=64, layers=2, heads=1, batch_size=256, dropout=0.2, attn_dropout=0.2)
 MAX_LEN = {"ml-1m": 200}  # others: the preset's (50)
@@ -161,11 +161,7 @@ def main():
     command = "python tools/epoch_speed.py " + " ".join(argv)
     text = report(results, args.device, load, command)
     dest = args.out or f"reports/speed_epoch_{args.device.split(':')[0]}.md"
-    if dest == "-":
-        print(text)
-    else:
-        Path(dest).write_text(text)
-        print(f"report written to {dest}")
+    write_report(text, dest)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compare_recbole import cpu_model  # sibling script in tools/
+from reporting import cpu_model, write_report  # sibling module in tools/
 
 GROUPS = [("loss_ce", None), ("loss_bce", None), ("ssept", None), ("local_attn", None),
           ("hf", "albert"), ("hf", "llama"), ("hf", "transfo_xl")]
@@ -166,10 +166,7 @@ def main(argv=None) -> int:
         "```",
         "",
     ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report("\n".join(lines), args.out)
     return 0
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_recbole import cpu_model  # noqa: E402  sibling script in tools/
+from reporting import cpu_model, write_report  # noqa: E402  sibling module in tools/
 
 MODELS = [("sar", "AR"), ("sar", "AE"), ("albert", "AR"), ("albert", "AE"), ("llama", "AR"), ("llama", "AE"),
           ("transfo_xl", "AR"), ("transfo_xl", "AE")]
@@ -123,11 +123,7 @@ def main():
     res = measure(args)
     argv = ["DATA_DIR" if a == args.data_dir else a for a in sys.argv[1:]]
     text = report(res, load_start, os.getloadavg(), "python tools/hf_speed.py " + " ".join(argv))
-    if args.out == "-":
-        print(text)
-    else:
-        Path(args.out).write_text(text)
-        print(f"report written to {args.out}")
+    write_report(text, args.out)
 
 
 if __name__ == "__main__":

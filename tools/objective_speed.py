@@ -16,7 +16,8 @@ import os
 import statistics
 import time
 from dataclasses import replace
-from pathlib import Path
+
+from reporting import cpu_model, write_report  # sibling module in tools/
 
 TARGET_S = 15.0
 
@@ -54,7 +55,6 @@ def measure(data_dir: str | None, rounds: int, threads: int, device: str) -> dic
 
 
 def report(m: dict, rounds: int, load: tuple, command: str) -> str:
-    from compare_recbole import cpu_model  # sibling script in tools/
 
     lines = ["# A whole ml-1m Vanilla-AR epoch (training + validation of 6,040 users) under both objective forms", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `tools/objective_speed.py`: "
@@ -88,11 +88,7 @@ def main():
     m = measure(args.data_dir, args.rounds, args.threads, args.device)
     argv = ["DATA_DIR" if a == args.data_dir else a for a in __import__("sys").argv[1:]]
     text = report(m, args.rounds, load, "python tools/objective_speed.py " + " ".join(argv))
-    if args.out == "-":
-        print(text)
-    else:
-        Path(args.out).write_text(text)
-        print(text)
+    write_report(text, args.out)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import argparse
 import platform
 from pathlib import Path
 
+from reporting import write_report  # noqa: E402  sibling module in tools/
+
 import numpy as np
 import torch
 
@@ -71,8 +73,7 @@ def main(argv=None) -> int:
         "| record | seed | results version | epochs | plan s/epoch | plan h (own epochs) | plan h (expected epochs) | "
         "actual CPU h (threads x wall) | actual / plan | process CPU h | process / plan | busy |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, ""])
-    Path(args.out).write_text(text, encoding="utf-8")
-    print(text)
+    write_report(text, args.out)
     return 0
 
 

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from reporting import write_report  # noqa: E402  sibling module in tools/
+
 HEAVY = ("torch", "numpy", "pandas", "scipy", "transformers", "ray")
 PROBE = """
 import sys, json, pytest
@@ -79,11 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="reports/speed_plugin_startup.md", help="Markdown report ('-' = print)")
     args = ap.parse_args(argv)
     text = report(measure(args.rounds), args.rounds)
-    if args.out == "-":
-        print(text)
-    else:
-        Path(args.out).write_text(text, encoding="utf-8")
-        print(text)
+    write_report(text, args.out)
     return 0
 
 

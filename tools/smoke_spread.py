@@ -35,6 +35,8 @@ sys.path.insert(0, str(REPO))
 from sarbench.regression import smoke_platform  # noqa: E402  (this checkout's package, not an installed one)
 from sarbench.cases import SCALES  # noqa: E402
 
+from reporting import write_report  # noqa: E402  sibling module in tools/
+
 PINNED = SCALES["smoke"].threads or 1
 OTHER = 1 if PINNED != 1 else 2
 CONDITIONS = {"pinned": (PINNED, False), "pinned-again": (PINNED, False), "pinned-loaded": (PINNED, True),
@@ -172,9 +174,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="smoke-spread-") as tmp:
         results = {name: run_condition(name, args, Path(tmp)) for name in args.conditions}
     text = report(results, args, time.perf_counter() - start)
-    print(text)
-    if args.out != "-":
-        Path(args.out).write_text(text, encoding="utf-8")
+    write_report(text, args.out)
     return 0
 
 

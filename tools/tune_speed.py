@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compare_recbole import cpu_model  # sibling script in tools/
+from reporting import cpu_model, write_report  # sibling module in tools/
 
 
 def time_pieces(search, ds, threads: int, report_epochs: bool) -> dict:
@@ -178,10 +178,7 @@ def main(argv=None) -> int:
         "```",
         "",
     ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report("\n".join(lines), args.out)
     return 0
 
 

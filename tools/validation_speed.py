@@ -32,6 +32,7 @@ from sarbench.evaluate import evaluate  # noqa: E402
 from sarbench.models.interface import SequentialRecommender  # noqa: E402
 from sarbench.presets import preset  # noqa: E402
 from sarbench.train import Trainer  # noqa: E402
+from reporting import write_report  # noqa: E402  sibling module in tools/
 
 
 def plain(model):
@@ -103,9 +104,7 @@ def main(argv=None) -> int:
                      f"{r['fast_s']:.2f} | {r['plain_s'] / r['fast_s']:.2f}x | {same} |")
     lines += ["", "The goal for ml-1m (all 6,040 users) is 1.5 s on this CPU."]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
+    write_report(text, args.out)
     return 0 if all(r["same_ranks"] for r in rows) else 1
 
 
