@@ -1,4 +1,4 @@
-"""sarbench plan's estimates beside the measured CPU time of the committed paper-scale records.
+"""sarbench plan's estimates beside the measured CPU time of the committed paper-scale records (Tables 4-6).
 
     python tools/plan_vs_actual.py --data-dir DATA_DIR [--concurrent 2] [--out reports/plan_vs_actual.md]
 
@@ -23,11 +23,12 @@ from reporting import write_report  # noqa: E402  sibling module in tools/
 import numpy as np
 import torch
 
-from sarbench.cases import SCALES, DataCache, torch_threads
+from sarbench.cases import DESIGN_VARIANT, SCALES, DataCache, torch_threads
 from sarbench.plan import history_records, measure_case
 from sarbench.store import ResultStore
 
 ROOT = Path(__file__).resolve().parent.parent
+DESIGN_OF = {variant: design for design, variant in DESIGN_VARIANT.items()}  # loss_ce -> ce
 
 
 def main(argv=None) -> int:
@@ -40,14 +41,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "reports" / "plan_vs_actual.md"))
     args = ap.parse_args(argv)
     records = sorted((r for r in ResultStore(args.records).records()
-                      if r.table in ("vanilla", "hf") and r.scale == "paper"),
+                      if r.table in ("vanilla", "design", "hf") and r.scale == "paper"),
                      key=lambda r: (r.dataset, r.case_id, r.seed))
     data, history = DataCache(args.data_dir), history_records(args.records)
     costs = {}
     rows = []
     with torch_threads(1):
         for r in records:
-            case = dict(table=r.table, dataset=r.dataset, design="vanilla", attention=r.attention, model=r.model_name)
+            design = DESIGN_OF[r.variant] if r.table == "design" else "vanilla"
+            case = dict(table=r.table, dataset=r.dataset, design=design, attention=r.attention, model=r.model_name)
             if r.case_id not in costs:
                 costs[r.case_id] = measure_case(case, data=data, scale=SCALES["paper"], history=history,
                                                 concurrent=args.concurrent)
